@@ -1,0 +1,201 @@
+"""Set up what the plugin needs on a machine: Debian's Quantum ESPRESSO, an AiiDA profile, the
+``localhost`` codes and a pseudopotential family.
+
+Every step is idempotent: it checks first and only does what is missing, so running
+``aiida-xesml setup`` a second time is quick. Steps that cannot work raise :class:`SetupError`
+with a message that says what to do; the command line turns it into a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEBIAN_PACKAGES = ("quantum-espresso", "quantum-espresso-data", "openmpi-bin", "libopenblas0-serial")
+QE_EXECUTABLES = {"pw": "pw.x", "projwfc": "projwfc.x", "pp": "pp.x"}
+CODE_PLUGINS = {"pw": "quantumespresso.pw", "projwfc": "quantumespresso.projwfc", "pp": "quantumespresso.pp"}
+PSEUDO_DIR = Path("/usr/share/espresso/pseudo")
+# One file per element: the Debian PAW datasets (Ge has only 4s4p in valence, see QE-NOTES.md).
+PSEUDO_FILES = {"Ge": "Ge.pbe-kjpaw.UPF", "O": "O.pbe-kjpaw.UPF", "Si": "Si.pbe-nl-rrkjus_psl.1.0.0.UPF"}
+PSEUDO_FAMILY = "xesml-debian-pbe-paw"
+# Recommended cutoffs (Ry) per stringency, matching the protocols: forces converge at 25-30 Ry and
+# the pressure at 35 Ry for rutile GeO2 with these PAW datasets; dual 6 is enough.
+CUTOFFS_RY = {"fast": (25.0, 150.0), "balanced": (30.0, 180.0), "stringent": (45.0, 270.0)}
+DEFAULT_PROFILE = "xesml"
+# mpirun refuses root without these; one OpenMP thread per MPI process is fastest on 2 cores.
+PREPEND_TEXT = (
+    "export OMPI_ALLOW_RUN_AS_ROOT=1\n"
+    "export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n"
+    "export OMP_NUM_THREADS=1\n"
+)
+
+
+class SetupError(RuntimeError):
+    """A set-up step that cannot work on this machine; the message says what to do."""
+
+
+def _echo(message: str) -> None:
+    print(f"[aiida-xesml setup] {message}", flush=True)
+
+
+def missing_debian_packages() -> list[str]:
+    """Return the Debian packages of :data:`DEBIAN_PACKAGES` that are not installed."""
+    if shutil.which("dpkg-query") is None:
+        return [] if all(shutil.which(exe) for exe in QE_EXECUTABLES.values()) else list(DEBIAN_PACKAGES)
+    missing = []
+    for package in DEBIAN_PACKAGES:
+        result = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+        )
+        if "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def ensure_debian_packages() -> None:
+    """Install Quantum ESPRESSO, OpenMPI and OpenBLAS from Debian when they are missing."""
+    missing = missing_debian_packages()
+    if missing:
+        command = ["apt-get", "install", "-y", "-q", *missing]
+        if os.geteuid() != 0:
+            raise SetupError(
+                f"missing Debian packages {', '.join(missing)}; installing them needs root. Run "
+                f"`sudo apt-get update && sudo {' '.join(command)}` and then this set-up again."
+            )
+        if shutil.which("apt-get") is None:
+            raise SetupError(f"missing packages {', '.join(missing)} and no apt-get: install Quantum ESPRESSO 6.7+ by hand.")
+        _echo(f"installing Debian packages: {' '.join(missing)}")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    for exe in QE_EXECUTABLES.values():
+        if shutil.which(exe) is None:
+            raise SetupError(f"`{exe}` is not on PATH after installing {', '.join(DEBIAN_PACKAGES)}; check the QE install.")
+    _echo("Quantum ESPRESSO: " + ", ".join(shutil.which(exe) for exe in QE_EXECUTABLES.values()))
+
+
+def ensure_profile(name: str = DEFAULT_PROFILE):
+    """Load the profile ``name``, creating it with ``verdi presto`` (SQLite, built-in ZeroMQ broker)
+    when it does not exist yet. Returns the loaded :class:`aiida.manage.configuration.Profile`.
+    """
+    from aiida import load_profile
+    from aiida.common.exceptions import MissingConfigurationError, ProfileConfigurationError
+    from aiida.manage.configuration import get_config
+
+    if not os.environ.get("AIIDA_PATH"):
+        _echo("AIIDA_PATH is not set: the profile goes to ~/.aiida (the Makefile sets a project-local one)")
+    try:
+        exists = name in get_config(create=True).profile_names
+    except (MissingConfigurationError, ProfileConfigurationError):
+        exists = False
+    if not exists:
+        _echo(f"creating profile `{name}` with `verdi presto` (SQLite storage, built-in ZeroMQ broker)")
+        verdi = Path(sys.executable).with_name("verdi")
+        subprocess.run(
+            [str(verdi), "presto", "--profile-name", name, "--use-zeromq", "--email", "xesml@localhost"],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        from aiida.manage.configuration import reset_config
+
+        reset_config()
+    profile = load_profile(name, allow_switch=True)
+    _echo(f"profile `{profile.name}` ({profile.storage_backend}, broker {profile.process_control_backend})")
+    return profile
+
+
+def get_localhost(label: str = "localhost"):
+    """Return the configured ``localhost`` computer, creating it as ``verdi presto`` would."""
+    from aiida import orm
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        computer = orm.load_computer(label)
+    except NotExistent:
+        computer = orm.Computer(
+            label=label, hostname="localhost", description="this machine", transport_type="core.local",
+            scheduler_type="core.direct", workdir=str(Path(tempfile.gettempdir()) / "aiida-xesml-work"),
+        ).store()
+    if not computer.is_configured:
+        computer.configure()
+    if computer.get_default_mpiprocs_per_machine() is None:
+        computer.set_default_mpiprocs_per_machine(os.cpu_count() or 1)
+    return computer
+
+
+def code_label(name: str) -> str:
+    """Label of the code for QE executable ``name`` ('pw', 'projwfc', 'pp')."""
+    return f"{name}-qe"
+
+
+def ensure_codes(computer=None) -> dict:
+    """Create (once) the ``pw``, ``projwfc`` and ``pp`` codes on ``computer`` for Debian's QE.
+
+    :returns: mapping 'pw' / 'projwfc' / 'pp' -> stored :class:`aiida.orm.InstalledCode`.
+    """
+    from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
+
+    computer = computer or get_localhost()
+    codes = {}
+    for name, exe in QE_EXECUTABLES.items():
+        label = code_label(name)
+        try:
+            codes[name] = orm.load_code(f"{label}@{computer.label}")
+            continue
+        except (NotExistent, MultipleObjectsError):
+            pass
+        path = shutil.which(exe)
+        if path is None:
+            raise SetupError(f"`{exe}` not found on PATH: install the Debian package quantum-espresso first.")
+        codes[name] = orm.InstalledCode(
+            label=label, computer=computer, filepath_executable=path,
+            default_calc_job_plugin=CODE_PLUGINS[name], prepend_text=PREPEND_TEXT, with_mpi=True,
+            description=f"Debian Quantum ESPRESSO {exe}",
+        ).store()
+        _echo(f"created code {label}@{computer.label} -> {path}")
+    return codes
+
+
+def ensure_pseudo_family(label: str = PSEUDO_FAMILY, pseudo_dir: Path = PSEUDO_DIR):
+    """Install (once) the Debian PBE pseudopotentials as an aiida-pseudo family with recommended
+    cutoffs per protocol stringency ('fast', 'balanced', 'stringent', Ry).
+    """
+    from aiida.common.exceptions import NotExistent
+    from aiida.orm import QueryBuilder
+    from aiida_pseudo.data.pseudo.upf import UpfData
+    from aiida_pseudo.groups.family import CutoffsPseudoPotentialFamily
+
+    existing = QueryBuilder().append(CutoffsPseudoPotentialFamily, filters={"label": label}).first(flat=True)
+    if existing is not None:
+        return existing
+    files = {element: pseudo_dir / filename for element, filename in PSEUDO_FILES.items()}
+    absent = [str(path) for path in files.values() if not path.is_file()]
+    if absent:
+        raise SetupError(f"pseudopotential files not found: {', '.join(absent)}; install quantum-espresso-data.")
+    with tempfile.TemporaryDirectory() as folder:
+        for path in files.values():
+            shutil.copy(path, folder)
+        try:
+            family = CutoffsPseudoPotentialFamily.create_from_folder(Path(folder), label, pseudo_type=UpfData)
+        except (ValueError, NotExistent) as exc:
+            raise SetupError(f"could not install the pseudopotential family `{label}`: {exc}") from exc
+    for stringency, (ecutwfc, ecutrho) in CUTOFFS_RY.items():
+        cutoffs = {element: {"cutoff_wfc": ecutwfc, "cutoff_rho": ecutrho} for element in files}
+        family.set_cutoffs(cutoffs, stringency, unit="Ry")
+    family.set_default_stringency("balanced")
+    _echo(f"installed pseudopotential family `{label}` from {pseudo_dir} ({', '.join(PSEUDO_FILES.values())})")
+    return family
+
+
+def setup(profile: str = DEFAULT_PROFILE, install_packages: bool = True) -> None:
+    """Run every set-up step: Debian packages, profile, codes, pseudopotential family."""
+    if install_packages:
+        ensure_debian_packages()
+    ensure_profile(profile)
+    ensure_codes(get_localhost())
+    ensure_pseudo_family()
+    _echo("ready")

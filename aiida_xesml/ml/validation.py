@@ -1,0 +1,58 @@
+"""Input checks shared by the core modules.
+
+Every public core function validates its arguments with these helpers so that bad input gives a
+``ValueError`` that names the argument and says what was expected, instead of a NaN or an obscure
+numpy error three calls deeper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_finite_array(value, name: str, *, ndim: int | tuple[int, ...] | None = None,
+                    dtype=float) -> np.ndarray:
+    """Return ``value`` as a numpy array, checking dimensionality and finiteness.
+
+    :param value: anything ``numpy.asarray`` accepts.
+    :param name: the argument's name, used in the error message.
+    :param ndim: the allowed number of dimensions (an int or a tuple of ints); None allows any.
+    :param dtype: the dtype to convert to.
+    :raises ValueError: when the value cannot be converted, has the wrong number of dimensions, is
+        empty, or holds NaN or inf.
+    """
+    try:
+        array = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be numeric array-like; got {type(value).__name__}: {exc}") from exc
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if array.ndim not in allowed:
+            expected = " or ".join(f"{n}-D" for n in allowed)
+            raise ValueError(f"`{name}` must be {expected}; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"`{name}` is empty (shape {array.shape}); it needs at least one value")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"`{name}` holds {bad} NaN or inf value(s); clean the input first")
+    return array
+
+
+def check_matching_rows(a: np.ndarray, name_a: str, b: np.ndarray, name_b: str) -> None:
+    """Raise a ValueError unless ``a`` and ``b`` have the same number of rows (first axis)."""
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"`{name_a}` has {a.shape[0]} rows but `{name_b}` has {b.shape[0]}; they must describe "
+            "the same samples in the same order"
+        )
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as a float, raising a ValueError unless it is finite and > 0."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a positive number; got {value!r}") from exc
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive number; got {value!r}")
+    return value

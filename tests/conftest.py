@@ -1,0 +1,28 @@
+"""Test fixtures: a temporary AiiDA profile (SQLite + built-in ZeroMQ broker) and real QE codes."""
+
+import pytest
+
+pytest_plugins = ["aiida.tools.pytest_fixtures"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aiida_profile(aiida_config, aiida_profile_factory):
+    """The session's temporary profile, with the ZeroMQ broker so that the daemon can run."""
+    with aiida_profile_factory(aiida_config, broker_backend="core.zeromq") as profile:
+        yield profile
+
+
+@pytest.fixture(scope="session")
+def qe_codes(aiida_profile):
+    """The `pw`, `projwfc` and `pp` codes for Debian's QE on a localhost computer, as set-up makes them."""
+    from aiida_xesml.environment import ensure_codes, get_localhost
+
+    return ensure_codes(get_localhost("localhost-test"))
+
+
+@pytest.fixture(scope="session")
+def pseudo_family(aiida_profile):
+    """The Debian PBE PAW pseudopotential family, as set-up installs it."""
+    from aiida_xesml.environment import ensure_pseudo_family
+
+    return ensure_pseudo_family()
