@@ -1,0 +1,179 @@
+"""Molecular-dynamics bookkeeping: continuation velocities, temperatures from pw.x output,
+stitching segments into one trajectory, thermodynamic summaries and snapshot sampling.
+
+Units: positions Å, cells Å, time fs, velocities Å/fs, energies eV, stress and pressure GPa,
+temperature K, density g/cm³.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .validation import as_finite_array, check_positive
+
+# Rydberg atomic units used by pw.x for time (dt) and velocities (ATOMIC_VELOCITIES card).
+RY_TIME_FS = 4.8378e-2  # 1 Rydberg atomic unit of time = 2 hbar / E_h = 4.8378e-17 s
+BOHR_ANGSTROM = 0.529177210903
+KB_EV_PER_K = 8.617333262e-5
+EV_PER_A3_IN_GPA = 160.21766208
+AMU_G = 1.66053906660e-24
+AMU_A2_PER_FS2_IN_EV = 103.642696  # 1 amu Å²/fs² in eV
+
+_TEMPERATURE_RE = re.compile(r"^\s*temperature\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
+
+
+def fs_to_ry_time(timestep_fs: float) -> float:
+    """Convert a time step from fs to pw.x's Rydberg atomic units (the ``dt`` input)."""
+    return check_positive(timestep_fs, "timestep_fs") / RY_TIME_FS
+
+
+def velocities_to_ry_units(velocities) -> np.ndarray:
+    """Convert velocities from Å/fs to pw.x's ``ATOMIC_VELOCITIES`` units (bohr per Rydberg time)."""
+    return as_finite_array(velocities, "velocities", ndim=2) * (RY_TIME_FS / BOHR_ANGSTROM)
+
+
+def unwrap_displacements(positions, cell) -> np.ndarray:
+    """Return positions (k, n, 3) made continuous in time with the minimum-image convention.
+
+    pw.x may keep or wrap atoms that cross the cell boundary; a jump by a lattice vector between
+    two frames would otherwise look like an enormous velocity.
+    """
+    positions = as_finite_array(positions, "positions", ndim=3)
+    cell = as_finite_array(cell, "cell", ndim=2)
+    steps = np.diff(positions, axis=0)
+    fractional = steps @ np.linalg.inv(cell)
+    steps = (fractional - np.round(fractional)) @ cell
+    return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)], axis=0)
+
+
+def velocities_from_positions(positions, cell, timestep_fs: float, forces=None, masses_amu=None) -> np.ndarray:
+    """Velocities (n_atoms, 3) in Å/fs at the LAST of ``positions`` (k >= 2 frames, Å).
+
+    With the forces (eV/Å) and masses (amu) of the last frame, this is the velocity-Verlet identity
+    v_k = (r_k - r_{k-1}) / dt + dt F_k / (2 m), which is what pw.x's Verlet integrator holds at that
+    frame. Without them it falls back to the second-order backward difference
+    (3 r_k - 4 r_{k-1} + r_{k-2}) / (2 dt) (three frames) or the first-order one (two frames).
+    """
+    dt = check_positive(timestep_fs, "timestep_fs")
+    positions = unwrap_displacements(positions, cell)
+    if positions.shape[0] < 2:
+        raise ValueError(f"`positions` needs at least 2 frames to derive velocities; got {positions.shape[0]}")
+    if forces is not None:
+        forces = as_finite_array(forces, "forces", ndim=2)
+        masses = as_finite_array(masses_amu, "masses_amu", ndim=1)
+        acceleration = forces / masses[:, None] / AMU_A2_PER_FS2_IN_EV
+        return (positions[-1] - positions[-2]) / dt + 0.5 * dt * acceleration
+    if positions.shape[0] == 2:
+        return (positions[1] - positions[0]) / dt
+    r2, r1, r0 = positions[-3], positions[-2], positions[-1]
+    return (3.0 * r0 - 4.0 * r1 + r2) / (2.0 * dt)
+
+
+def kinetic_temperature(velocities, masses_amu, remove_com: bool = False) -> float:
+    """Instantaneous temperature (K) of velocities (Å/fs) with masses (amu): 2 E_kin / (3 N k_B).
+
+    pw.x counts all 3N degrees of freedom, so ``remove_com`` is False by default to compare with it.
+    """
+    velocities = as_finite_array(velocities, "velocities", ndim=2)
+    masses = as_finite_array(masses_amu, "masses_amu", ndim=1)
+    if remove_com:
+        velocities = velocities - (masses[:, None] * velocities).sum(0) / masses.sum()
+    kinetic_ev = 0.5 * np.sum(masses[:, None] * velocities**2) * AMU_A2_PER_FS2_IN_EV
+    return float(2.0 * kinetic_ev / (3 * len(masses) * KB_EV_PER_K))
+
+
+def parse_md_temperatures(text: str) -> np.ndarray:
+    """Temperatures (K) printed by pw.x after each MD step (``temperature = ... K`` lines).
+
+    The i-th value belongs to frame i of the segment's trajectory (frame 0 is the input geometry):
+    pw.x prints the Verlet (central-difference) velocity of the current frame while moving past it.
+    """
+    values = [float(match.replace("D", "E").replace("d", "e")) for match in _TEMPERATURE_RE.findall(text)]
+    return np.asarray(values, dtype=float)
+
+
+def stitch_segments(segments: list[dict], n_kept: list[int]) -> dict[str, np.ndarray]:
+    """Concatenate MD segments into one trajectory, keeping the first ``n_kept[i]`` frames of each.
+
+    Each segment is a dict of per-frame arrays with equal first dimension (e.g. positions, cells,
+    energy, forces, stress, temperature). A segment's kept frames end where the next one starts,
+    so no frame is duplicated or lost at a seam. Keys missing from any segment are dropped.
+    """
+    if len(segments) != len(n_kept):
+        raise ValueError(f"`n_kept` has {len(n_kept)} entries for {len(segments)} segments")
+    if not segments:
+        raise ValueError("`segments` is empty: nothing to stitch")
+    keys = set(segments[0])
+    for segment in segments[1:]:
+        keys &= set(segment)
+    stitched = {}
+    for key in sorted(keys):
+        parts = []
+        for index, (segment, count) in enumerate(zip(segments, n_kept)):
+            array = np.asarray(segment[key])
+            if count > len(array):
+                raise ValueError(
+                    f"segment {index} has {len(array)} frames of `{key}` but {count} are to be kept"
+                )
+            parts.append(array[:count])
+        stitched[key] = np.concatenate(parts, axis=0)
+    return stitched
+
+
+def pressure_from_stress(stress_gpa) -> np.ndarray:
+    """Pressure (GPa) per frame from stress tensors (k, 3, 3) in GPa: P = trace / 3 (pw.x sign)."""
+    stress = as_finite_array(stress_gpa, "stress_gpa", ndim=3)
+    return np.trace(stress, axis1=1, axis2=2) / 3.0
+
+
+def md_summary(cells, stress_gpa, temperature_k, masses_amu) -> dict:
+    """Averages over an MD run: temperature (K), pressure (GPa), volume (Å³), density (g/cm³).
+
+    ``pressure_static_gpa`` is the mean of trace(stress)/3 as pw.x reports it (electrons and ion
+    interactions only); ``pressure_gpa`` adds the ideal-gas kinetic term N k_B T / V of the ions.
+    """
+    cells = as_finite_array(cells, "cells", ndim=3)
+    temperature = as_finite_array(temperature_k, "temperature_k", ndim=1)
+    masses = as_finite_array(masses_amu, "masses_amu", ndim=1)
+    volumes = np.abs(np.linalg.det(cells))
+    static = pressure_from_stress(stress_gpa)
+    kinetic = len(masses) * KB_EV_PER_K * temperature / volumes * EV_PER_A3_IN_GPA
+    return {
+        "n_frames": int(len(volumes)),
+        "temperature_mean_k": float(temperature.mean()),
+        "temperature_std_k": float(temperature.std()),
+        "pressure_static_gpa": float(static.mean()),
+        "pressure_gpa": float((static + kinetic).mean()),
+        "pressure_std_gpa": float((static + kinetic).std()),
+        "volume_mean_a3": float(volumes.mean()),
+        "density_g_cm3": float(masses.sum() * AMU_G / (volumes.mean() * 1e-24)),
+    }
+
+
+def autocorrelation_time(series) -> float:
+    """Integrated autocorrelation time (in frames, >= 1) of a 1-D series.
+
+    Sums the normalized autocorrelation function up to its first non-positive value (a common,
+    conservative truncation for short MD runs).
+    """
+    values = as_finite_array(series, "series", ndim=1)
+    values = values - values.mean()
+    variance = np.dot(values, values)
+    if len(values) < 3 or variance == 0:
+        return 1.0
+    n = len(values)
+    spectrum = np.fft.rfft(values, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n] / variance
+    cut = np.argmax(acf <= 0) if np.any(acf <= 0) else n
+    return float(max(1.0, 1.0 + 2.0 * acf[1:cut].sum()))
+
+
+def sample_frames(n_frames: int, start: int, stride: int) -> np.ndarray:
+    """Frame indices start, start+stride, ... below n_frames (the production-run snapshots)."""
+    if start < 0 or start >= n_frames:
+        raise ValueError(f"`start` must lie in [0, {n_frames}); got {start}")
+    if stride < 1:
+        raise ValueError(f"`stride` must be >= 1; got {stride}")
+    return np.arange(start, n_frames, stride)

@@ -1,0 +1,1 @@
+"""Work chains: AIMD compression, spectra, analysis, pipeline."""

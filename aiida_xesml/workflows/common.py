@@ -1,0 +1,73 @@
+"""Helpers shared by the work chains: input checks, protocol files, k-points, options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from aiida import orm
+
+PROTOCOL_DIR = Path(__file__).parent / "protocols"
+MIN_DISTANCE_ANGSTROM = 0.5  # closer atoms than this are treated as overlapping
+DEFAULT_OPTIONS = {"resources": {"num_machines": 1}, "max_wallclock_seconds": 3600, "withmpi": True}
+
+
+def check_structure(structure: orm.StructureData, min_distance: float = MIN_DISTANCE_ANGSTROM) -> str | None:
+    """Return why ``structure`` cannot be simulated (overlapping atoms, no volume), or None if fine."""
+    from ase.neighborlist import neighbor_list
+
+    atoms = structure.get_ase()
+    if len(atoms) == 0:
+        return "it has no atoms"
+    if any(atoms.pbc) and abs(np.linalg.det(atoms.cell[:])) < 1e-6:
+        return "its cell has zero volume"
+    first, second, distances = neighbor_list("ijd", atoms, min_distance)
+    if len(distances):
+        k = int(np.argmin(distances))
+        return (f"atoms {first[k]} ({atoms[first[k]].symbol}) and {second[k]} ({atoms[second[k]].symbol}) are "
+                f"{distances[k]:.3f} Å apart (overlapping; minimum {min_distance} Å). Fix the geometry.")
+    return None
+
+
+def check_pseudos(structure: orm.StructureData, pseudos) -> str | None:
+    """Return a message naming the kinds of ``structure`` without a pseudopotential, or None."""
+    missing = sorted(set(structure.get_kind_names()) - set(pseudos))
+    if missing:
+        return (f"no pseudopotential for kind(s) {', '.join(missing)}; pass them in `pw.pseudos` or use a "
+                "pseudopotential family that has these elements (`aiida-xesml setup` installs Ge, O, Si).")
+    return None
+
+
+def gamma_kpoints() -> orm.KpointsData:
+    """A Γ-only k-point mesh (with ``settings.gamma_only`` pw.x uses its Γ tricks)."""
+    kpoints = orm.KpointsData()
+    kpoints.set_kpoints_mesh([1, 1, 1])
+    return kpoints
+
+
+def resolve_options(options: dict | None) -> dict:
+    """``metadata.options`` for the QE calculations: DEFAULT_OPTIONS updated with ``options``.
+
+    When no MPI process count is given, it uses the computer's default (all cores on localhost).
+    """
+    resolved = {key: (dict(value) if isinstance(value, dict) else value) for key, value in DEFAULT_OPTIONS.items()}
+    for key, value in (options or {}).items():
+        if isinstance(value, dict) and isinstance(resolved.get(key), dict):
+            resolved[key].update(value)
+        else:
+            resolved[key] = value
+    return resolved
+
+
+def clean_remote_folders(node, report) -> None:
+    """Clean the remote working folders of every calculation below ``node``."""
+    cleaned = []
+    for called in node.called_descendants:
+        if isinstance(called, orm.CalcJobNode):
+            try:
+                called.outputs.remote_folder._clean()
+                cleaned.append(str(called.pk))
+            except (OSError, KeyError, AttributeError):
+                pass
+    if cleaned:
+        report(f"cleaned remote folders of calculations: {' '.join(cleaned)}")
