@@ -25,6 +25,27 @@ PSEUDO_FAMILY = "xesml-debian-pbe-paw"
 # Recommended cutoffs (Ry) per stringency, matching the protocols: forces converge at 25-30 Ry and
 # the pressure at 35 Ry for rutile GeO2 with these PAW datasets; dual 6 is enough.
 CUTOFFS_RY = {"fast": (25.0, 150.0), "balanced": (30.0, 180.0), "stringent": (45.0, 270.0)}
+SEMICORE_FAMILY = "xesml-pbe-paw-ge3d"
+SEMICORE_CUTOFFS_RY = {"fast": (35.0, 210.0), "balanced": (40.0, 240.0), "stringent": (50.0, 300.0)}
+# ld1.x input for a Ge PAW dataset with 3d in valence, from the published pslibrary 1.0.0 parameters of
+# Ge.pbe-dn-kjpaw (QE-NOTES.md). Card columns: label n l occupation energy(Ry) rcut rcutus (bohr).
+GE_SEMICORE_LD1_INPUT = """&input
+  title='Ge', zed=32.0, rel=1, config='[Ar] 4s2 4p2 3d10', iswitch=3, dft='PBE'
+/
+&inputp
+  lpaw=.true., pseudotype=3, file_pseudopw='Ge.pbe-dn-kjpaw.UPF', author='aiida-xesml (pslibrary 1.0.0 recipe)',
+  lloc=-1, rcloc=1.9, which_augfun='PSQ', rmatch_augfun_nc=.true., nlcc=.true., new_core_ps=.true., rcore=1.2,
+  tm=.true.
+/
+6
+4S  1  0  2.00  0.00  1.30  1.70
+4S  1  0  0.00  6.00  1.30  1.70
+4P  2  1  2.00  0.00  1.80  1.90
+4P  2  1  0.00  6.00  1.80  1.90
+3D  3  2 10.00  0.00  1.30  1.70
+3D  3  2  0.00  0.05  1.30  1.70
+"""
+MAX_UPF_LINE = 200  # pw.x 6.7 rejects much longer lines ("line too long")
 DEFAULT_PROFILE = "xesml"
 # mpirun refuses root without these; one OpenMP thread per MPI process is fastest on 2 cores.
 PREPEND_TEXT = (
@@ -191,11 +212,72 @@ def ensure_pseudo_family(label: str = PSEUDO_FAMILY, pseudo_dir: Path = PSEUDO_D
     return family
 
 
-def setup(profile: str = DEFAULT_PROFILE, install_packages: bool = True) -> None:
-    """Run every set-up step: Debian packages, profile, codes, pseudopotential family."""
+def reflow_upf(text: str, max_length: int = MAX_UPF_LINE) -> str:
+    """Make a UPF file readable by pw.x 6.7: put a long tag's attributes on separate lines and split
+    long data lines into lines of four numbers. The content is unchanged."""
+    import re
+
+    lines = []
+    for line in text.splitlines():
+        if len(line) <= max_length:
+            lines.append(line)
+        elif line.lstrip().startswith("<"):
+            lines.extend(part for part in re.split(r"\s+(?=[A-Za-z_]+=\")", line.rstrip()))
+        else:
+            tokens = line.split()
+            lines.extend("  ".join(tokens[i:i + 4]) for i in range(0, len(tokens), 4))
+    return "\n".join(lines) + "\n"
+
+
+def generate_semicore_ge(folder: Path) -> Path:
+    """Generate the Ge PAW dataset with 3d in valence with Debian's ld1.x in ``folder``; return its path."""
+    if shutil.which("ld1.x") is None:
+        raise SetupError("`ld1.x` not found: install the Debian package quantum-espresso.")
+    result = subprocess.run(["ld1.x"], input=GE_SEMICORE_LD1_INPUT, capture_output=True, text=True, cwd=folder,
+                            check=False)
+    path = folder / "Ge.pbe-dn-kjpaw.UPF"
+    if result.returncode != 0 or not path.is_file():
+        raise SetupError(f"ld1.x failed to generate the semicore Ge dataset:\n{result.stdout[-2000:]}{result.stderr}")
+    path.write_text(reflow_upf(path.read_text()))
+    return path
+
+
+def ensure_semicore_family(label: str = SEMICORE_FAMILY, pseudo_dir: Path = PSEUDO_DIR):
+    """Install (once) a family whose Ge dataset has 3d in valence (generated with ld1.x), for the
+    'semicore' alignment; O and Si are the Debian ones."""
+    from aiida.orm import QueryBuilder
+    from aiida_pseudo.data.pseudo.upf import UpfData
+    from aiida_pseudo.groups.family import CutoffsPseudoPotentialFamily
+
+    existing = QueryBuilder().append(CutoffsPseudoPotentialFamily, filters={"label": label}).first(flat=True)
+    if existing is not None:
+        return existing
+    with tempfile.TemporaryDirectory() as folder:
+        generate_semicore_ge(Path(folder))
+        (Path(folder) / "ld1.wfc").unlink(missing_ok=True)
+        for element, filename in PSEUDO_FILES.items():
+            if element != "Ge":
+                shutil.copy(pseudo_dir / filename, folder)
+        for leftover in Path(folder).iterdir():
+            if leftover.suffix.lower() != ".upf":
+                leftover.unlink()
+        family = CutoffsPseudoPotentialFamily.create_from_folder(Path(folder), label, pseudo_type=UpfData)
+    elements = [pseudo.element for pseudo in family.nodes]
+    for stringency, (ecutwfc, ecutrho) in SEMICORE_CUTOFFS_RY.items():
+        family.set_cutoffs({e: {"cutoff_wfc": ecutwfc, "cutoff_rho": ecutrho} for e in elements}, stringency, unit="Ry")
+    family.set_default_stringency("balanced")
+    _echo(f"installed pseudopotential family `{label}` (Ge with 3d in valence, generated with ld1.x)")
+    return family
+
+
+def setup(profile: str = DEFAULT_PROFILE, install_packages: bool = True, semicore: bool = False) -> None:
+    """Run every set-up step: Debian packages, profile, codes, pseudopotential family (and, with
+    ``semicore``, the family with a 3d-valence Ge dataset)."""
     if install_packages:
         ensure_debian_packages()
     ensure_profile(profile)
     ensure_codes(get_localhost())
     ensure_pseudo_family()
+    if semicore:
+        ensure_semicore_family()
     _echo("ready")

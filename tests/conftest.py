@@ -26,3 +26,27 @@ def pseudo_family(aiida_profile):
     from aiida_xesml.environment import ensure_pseudo_family
 
     return ensure_pseudo_family()
+
+
+@pytest.fixture
+def rutile_structure(aiida_profile):
+    """A 6-atom rutile-type GeO2 cell, slightly rattled so that MD has something to do."""
+    from aiida import orm
+
+    from aiida_xesml.ml.structures import rutile_geo2
+
+    atoms = rutile_geo2()
+    atoms.rattle(0.03, seed=1)
+    return orm.StructureData(ase=atoms)
+
+
+@pytest.fixture
+def md_builder(qe_codes, pseudo_family, rutile_structure):
+    """Factory of `fast`-protocol xesml.md builders on the rattled rutile cell."""
+    from aiida_xesml.workflows.md import MdWorkChain
+
+    def factory(**overrides):
+        return MdWorkChain.get_builder_from_protocol(qe_codes["pw"], rutile_structure, protocol="fast",
+                                                     overrides=overrides)
+
+    return factory

@@ -177,3 +177,19 @@ def sample_frames(n_frames: int, start: int, stride: int) -> np.ndarray:
     if stride < 1:
         raise ValueError(f"`stride` must be >= 1; got {stride}")
     return np.arange(start, n_frames, stride)
+
+
+def choose_stride(energy, n_equilibration: int, stride: int | None = None) -> tuple[int, float]:
+    """Snapshot spacing (frames) for the production part ``energy[n_equilibration:]``.
+
+    With ``stride`` None or < 1, the spacing is the rounded-up integrated autocorrelation time of the
+    potential energy, so that snapshots are roughly decorrelated. Returns (stride, autocorrelation
+    time in frames).
+    """
+    energy = as_finite_array(energy, "energy", ndim=1)
+    if not 0 <= n_equilibration < len(energy):
+        raise ValueError(f"`n_equilibration` must lie in [0, {len(energy)}); got {n_equilibration}")
+    tau = autocorrelation_time(energy[n_equilibration:])
+    if stride is None or stride < 1:
+        stride = int(np.ceil(tau))
+    return int(stride), tau

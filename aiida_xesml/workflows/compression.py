@@ -1,0 +1,257 @@
+"""``xesml.compression``: AIMD of GeO2 over a ladder of pressures, with sampled snapshots.
+
+For each pressure, in ascending order, a variable-cell step (``vc-relax`` at ``press``, or a short
+``vc-md``) brings the cell to the pressure, then ``xesml.md`` runs equilibration plus production in
+that cell (NVT). Snapshots are sampled from the production part. Each pressure starts from the
+previous pressure's final structure. Pressures are PBE pressures of this set-up (pseudopotentials,
+cutoffs), not experimental ones.
+"""
+
+from __future__ import annotations
+
+from aiida import orm
+from aiida.common import AttributeDict
+from aiida.engine import ToContext, WorkChain, while_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+
+from aiida_xesml.calculations.compression_table import compression_table
+from aiida_xesml.calculations.sample_snapshots import sample_snapshots
+from aiida_xesml.workflows.common import PROTOCOL_DIR, check_pseudos, check_structure
+from aiida_xesml.workflows.md import KBAR_PER_GPA, MdWorkChain, pw_base_builder
+
+VARIABLE_CELL_METHODS = ("vc-relax", "vc-md")
+
+
+def pressure_label(pressure_gpa: float) -> str:
+    """Output namespace of a pressure: 0 -> 'p_0', 20.0 -> 'p_20', 12.5 -> 'p_12_5'."""
+    return "p_" + f"{float(pressure_gpa):g}".replace(".", "_").replace("-", "m")
+
+
+class CompressionWorkChain(ProtocolMixin, WorkChain):
+    """Variable-cell step plus NVT MD at each pressure of an ascending ladder; snapshots per pressure."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("structure", valid_type=orm.StructureData, help="Starting structure (Å), e.g. from the builders.")
+        spec.input("pressures", valid_type=orm.List,
+                   help="Target pressures in GPa, ascending and >= 0. PBE pressures of this set-up, not experimental.")
+        spec.input("temperature_k", valid_type=orm.Float, default=lambda: orm.Float(300.0), help="MD temperature (K).")
+        spec.input("variable_cell", valid_type=orm.Str, default=lambda: orm.Str("vc-relax"),
+                   help="How the cell reaches each pressure: 'vc-relax' (BFGS at press) or 'vc-md'.")
+        spec.input("nstep_variable_cell", valid_type=orm.Int, default=lambda: orm.Int(20),
+                   help="Steps of vc-md per pressure, when variable_cell is 'vc-md'.")
+        spec.input("nstep_equilibration", valid_type=orm.Int, help="NVT steps discarded before sampling.")
+        spec.input("nstep_production", valid_type=orm.Int, help="NVT steps from which snapshots are sampled.")
+        spec.input("snapshot_stride", valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help="Sample every k-th production frame; 0 takes k from the energy autocorrelation time.")
+        spec.input("cn_cutoff_angstrom", valid_type=orm.Float, default=lambda: orm.Float(2.3),
+                   help="Ge-O distance (Å) within which O counts as a neighbour in the summaries.")
+        spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
+        spec.expose_inputs(
+            PwBaseWorkChain, namespace="vc_relax", exclude=("clean_workdir", "pw.structure", "pw.parent_folder"),
+            namespace_options={"required": False, "populate_defaults": False,
+                               "help": "Inputs of the vc-relax step; CELL.press is set per pressure."},
+        )
+        spec.expose_inputs(
+            MdWorkChain, namespace="md",
+            exclude=("structure", "nstep", "pressure_gpa", "initial_velocities", "temperature_k", "clean_workdir"),
+            namespace_options={"help": "Inputs of xesml.md for the NVT run (and the vc-md step) at each pressure."},
+        )
+        spec.outline(
+            cls.validate_inputs,
+            cls.setup,
+            while_(cls.has_next_pressure)(
+                cls.run_variable_cell,
+                cls.inspect_variable_cell,
+                cls.run_md,
+                cls.inspect_md,
+            ),
+            cls.results,
+        )
+        # Per pressure, a namespace p_<GPa> (p_0, p_12_5, ...) holding `trajectory` (the production run),
+        # `snapshots` (sampled frames with their frame indices) and `summary` (target and measured PBE
+        # pressure, density, Ge-O distance, CN histogram).
+        spec.outputs.dynamic = True
+        spec.output("summary_table", valid_type=orm.Dict,
+                    help="One row per pressure: target/measured PBE pressure (GPa), density (g/cm3), mean Ge-O (Å), "
+                         "mean CN, snapshots and Ge sites.")
+        spec.exit_code(301, "ERROR_INVALID_PRESSURES", message="Bad `pressures`: {reason}")
+        spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
+        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="{reason}")
+        spec.exit_code(304, "ERROR_INVALID_STEPS", message="{reason}")
+        spec.exit_code(305, "ERROR_INVALID_VARIABLE_CELL", message="{reason}")
+        spec.exit_code(401, "ERROR_VARIABLE_CELL_FAILED",
+                       message="The variable-cell step at {pressure} GPa failed (exit {status}); the pressures before "
+                               "it are complete in the outputs.")
+        spec.exit_code(402, "ERROR_MD_FAILED",
+                       message="The MD at {pressure} GPa failed (exit {status}); the pressures before it are complete "
+                               "in the outputs.")
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return PROTOCOL_DIR / "compression.yaml"
+
+    @classmethod
+    def get_builder_from_protocol(cls, code, structure, pressures, protocol=None, overrides=None, pseudo_family=None,
+                                  options=None, **_):
+        """Return a builder for a compression over ``pressures`` (GPa) at the chosen protocol.
+
+        :param code: the pw.x code or its label. ``pseudo_family`` defaults to the family that ``aiida-xesml
+            setup`` installs. ``options`` are the ``metadata.options`` of every pw.x calculation.
+        """
+        from aiida_xesml.environment import PSEUDO_FAMILY
+
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        family = pseudo_family or PSEUDO_FAMILY
+        builder = cls.get_builder()
+        builder.structure = structure
+        builder.pressures = orm.List([float(p) for p in pressures])
+        builder.temperature_k = orm.Float(inputs["temperature_k"])
+        builder.variable_cell = orm.Str(inputs["variable_cell"])
+        for key in ("nstep_variable_cell", "nstep_equilibration", "nstep_production", "snapshot_stride"):
+            builder[key] = orm.Int(inputs[key])
+        builder.cn_cutoff_angstrom = orm.Float(inputs["cn_cutoff_angstrom"])
+        builder.clean_workdir = orm.Bool(inputs.get("clean_workdir", False))
+        vc_relax = pw_base_builder(code, structure, inputs["vc_relax"], family, options,
+                                   gamma_only=inputs.get("gamma_only", False))
+        builder.vc_relax = vc_relax._inputs(prune=True)
+        md = MdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides=inputs["md"],
+                                                   pseudo_family=family, options=options)
+        for key in ("structure", "nstep", "temperature_k", "clean_workdir"):
+            md.pop(key, None)
+        builder.md = md._inputs(prune=True)
+        return builder
+
+    def validate_inputs(self):
+        """Check the ladder, structure, pseudopotentials and step counts before anything runs."""
+        pressures = self.inputs.pressures.get_list()
+        if not pressures:
+            return self.exit_codes.ERROR_INVALID_PRESSURES.format(reason="the list is empty; give at least one.")
+        try:
+            values = [float(p) for p in pressures]
+        except (TypeError, ValueError):
+            return self.exit_codes.ERROR_INVALID_PRESSURES.format(reason=f"not all numbers: {pressures}.")
+        if any(p < 0 for p in values):
+            return self.exit_codes.ERROR_INVALID_PRESSURES.format(
+                reason=f"negative pressures {[p for p in values if p < 0]} GPa; compression needs p >= 0.")
+        if any(b <= a for a, b in zip(values, values[1:])):
+            return self.exit_codes.ERROR_INVALID_PRESSURES.format(
+                reason=f"{values} is not strictly ascending; sort it and drop duplicates.")
+        reason = check_structure(self.inputs.structure)
+        if reason:
+            return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
+        pseudos = self.inputs.md.md.pw.get("pseudos", {})
+        reason = check_pseudos(self.inputs.structure, pseudos)
+        if not reason and "vc_relax" in self.inputs and self.inputs.variable_cell.value == "vc-relax":
+            reason = check_pseudos(self.inputs.structure, self.inputs.vc_relax.pw.get("pseudos", {}))
+        if reason:
+            return self.exit_codes.ERROR_MISSING_PSEUDO.format(reason=reason)
+        if self.inputs.nstep_equilibration.value < 0 or self.inputs.nstep_production.value < 1:
+            return self.exit_codes.ERROR_INVALID_STEPS.format(
+                reason=f"nstep_equilibration must be >= 0 and nstep_production >= 1; got "
+                       f"{self.inputs.nstep_equilibration.value} and {self.inputs.nstep_production.value}.")
+        method = self.inputs.variable_cell.value
+        if method not in VARIABLE_CELL_METHODS:
+            return self.exit_codes.ERROR_INVALID_VARIABLE_CELL.format(
+                reason=f"variable_cell `{method}` is unknown; use one of {', '.join(VARIABLE_CELL_METHODS)}.")
+        if method == "vc-relax" and "vc_relax" not in self.inputs:
+            return self.exit_codes.ERROR_INVALID_VARIABLE_CELL.format(
+                reason="variable_cell is 'vc-relax' but no `vc_relax` inputs were given (use get_builder_from_protocol).")
+        return None
+
+    def setup(self):
+        self.ctx.pressures = [float(p) for p in self.inputs.pressures.get_list()]
+        self.ctx.index = -1
+        self.ctx.structure = self.inputs.structure
+        self.ctx.summaries = {}
+
+    def has_next_pressure(self):
+        self.ctx.index += 1
+        return self.ctx.index < len(self.ctx.pressures)
+
+    @property
+    def _pressure(self) -> float:
+        return self.ctx.pressures[self.ctx.index]
+
+    def run_variable_cell(self):
+        """Bring the cell to the target pressure: vc-relax at press, or a short vc-md."""
+        label = pressure_label(self._pressure)
+        if self.inputs.variable_cell.value == "vc-relax":
+            inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace="vc_relax"))
+            parameters = inputs.pw.parameters.get_dict()
+            parameters.setdefault("CONTROL", {})["calculation"] = "vc-relax"
+            parameters.setdefault("CELL", {})["press"] = self._pressure * KBAR_PER_GPA
+            inputs.pw.parameters = orm.Dict(parameters)
+            inputs.pw.structure = self.ctx.structure
+            inputs.metadata.call_link_label = f"vc_relax_{label}"
+            node = self.submit(PwBaseWorkChain, **inputs)
+        else:
+            inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
+            inputs.structure = self.ctx.structure
+            inputs.nstep = self.inputs.nstep_variable_cell
+            inputs.pressure_gpa = orm.Float(self._pressure)
+            inputs.temperature_k = self.inputs.temperature_k
+            inputs.metadata.call_link_label = f"vc_md_{label}"
+            node = self.submit(MdWorkChain, **inputs)
+        self.report(f"pressure {self._pressure:g} GPa ({self.ctx.index + 1}/{len(self.ctx.pressures)}): "
+                    f"{self.inputs.variable_cell.value} <{node.pk}>")
+        return ToContext(variable_cell=node)
+
+    def inspect_variable_cell(self):
+        node = self.ctx.variable_cell
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_VARIABLE_CELL_FAILED.format(pressure=self._pressure, status=node.exit_status)
+        self.ctx.structure = node.outputs.output_structure if "output_structure" in node.outputs else node.outputs.structure
+        return None
+
+    def run_md(self):
+        """NVT equilibration plus production in the cell of the variable-cell step."""
+        inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
+        inputs.structure = self.ctx.structure
+        inputs.nstep = orm.Int(self.inputs.nstep_equilibration.value + self.inputs.nstep_production.value)
+        inputs.temperature_k = self.inputs.temperature_k
+        inputs.metadata.call_link_label = f"md_{pressure_label(self._pressure)}"
+        node = self.submit(MdWorkChain, **inputs)
+        self.report(f"pressure {self._pressure:g} GPa: NVT MD <{node.pk}> ({inputs.nstep.value} steps)")
+        return ToContext(md=node)
+
+    def inspect_md(self):
+        """Sample snapshots from the production part and summarize this pressure."""
+        node = self.ctx.md
+        if not node.is_finished_ok:
+            return self.exit_codes.ERROR_MD_FAILED.format(pressure=self._pressure, status=node.exit_status)
+        label = pressure_label(self._pressure)
+        kwargs = {}
+        if self.inputs.variable_cell.value == "vc-relax":
+            kwargs["variable_cell_trajectory"] = self.ctx.variable_cell.outputs.output_trajectory
+        sampled = sample_snapshots(
+            trajectory=node.outputs.trajectory,
+            n_equilibration=self.inputs.nstep_equilibration,
+            stride=self.inputs.snapshot_stride,
+            cn_cutoff_angstrom=self.inputs.cn_cutoff_angstrom,
+            target_pressure_gpa=orm.Float(self._pressure),
+            metadata={"call_link_label": f"sample_{label}"},
+            **kwargs,
+        )
+        for key in ("trajectory", "snapshots", "summary"):
+            self.out(f"{label}.{key}", sampled[key])
+        self.ctx.summaries[label] = sampled["summary"]
+        self.ctx.structure = node.outputs.structure
+        summary = sampled["summary"].get_dict()
+        self.report(f"pressure {self._pressure:g} GPa done: measured {summary['pressure_gpa']:.2f} GPa, "
+                    f"density {summary['density_g_cm3']:.3f} g/cm3, CN {summary['cn_mean']:.2f}, "
+                    f"{summary['n_snapshots']} snapshots")
+        return None
+
+    def results(self):
+        table = compression_table(metadata={"call_link_label": "summary_table"}, **self.ctx.summaries)
+        self.out("summary_table", table)
+
+    def on_terminated(self):
+        super().on_terminated()
+        if self.inputs.clean_workdir.value:
+            from aiida_xesml.workflows.common import clean_remote_folders
+
+            clean_remote_folders(self.node, self.report)

@@ -1,0 +1,88 @@
+"""xesml.compression with real pw.x on a 6-atom cell (fast protocol), and its input checks."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_xesml.workflows.compression import CompressionWorkChain, pressure_label
+
+pytestmark = pytest.mark.qe
+
+# A vc-relax at this protocol (25 Ry, Γ) converges the stress to press_conv_thr = 0.5 kbar, but the
+# final SCF in the relaxed cell (new plane-wave basis) differs by the Pulay stress: tolerance 2 GPa.
+PRESSURE_TOLERANCE_GPA = 2.0
+
+
+@pytest.fixture
+def compression_builder(qe_codes, pseudo_family, rutile_structure):
+    def factory(pressures, **overrides):
+        return CompressionWorkChain.get_builder_from_protocol(
+            qe_codes["pw"], rutile_structure, pressures, protocol="fast", overrides=overrides)
+
+    return factory
+
+
+def test_pressure_labels():
+    assert [pressure_label(p) for p in (0, 20.0, 12.5)] == ["p_0", "p_20", "p_12_5"]
+
+
+def test_compression_over_two_pressures(compression_builder):
+    results, node = run_get_node(compression_builder([0.0, 30.0]))
+    assert node.is_finished_ok, node.exit_message
+    low, high = results["p_0"], results["p_30"]
+    # runs in order: the second variable-cell step starts from the first pressure's final MD frame
+    relaxations = sorted((c for c in node.called if c.process_label == "PwBaseWorkChain"), key=lambda c: c.ctime)
+    mds = sorted((c for c in node.called if c.process_label == "MdWorkChain"), key=lambda c: c.ctime)
+    assert len(relaxations) == 2 and len(mds) == 2
+    assert relaxations[1].inputs.pw.structure.uuid == mds[0].outputs.structure.uuid
+    assert relaxations[0].ctime < mds[0].ctime < relaxations[1].ctime < mds[1].ctime
+    # the volume drops as the pressure rises
+    volume = {label: results[label]["summary"]["volume_mean_a3"] for label in ("p_0", "p_30")}
+    assert volume["p_30"] < volume["p_0"]
+    # the variable-cell step reaches its target within the stated tolerance
+    for label, target in (("p_0", 0.0), ("p_30", 30.0)):
+        summary = results[label]["summary"].get_dict()
+        assert abs(summary["variable_cell_pressure_gpa"] - target) < PRESSURE_TOLERANCE_GPA, summary
+        assert summary["target_pressure_gpa"] == target
+        assert summary["n_snapshots"] == 3  # production frames 2..6, every 2nd
+        assert summary["n_sites"] == 3 * 2  # 2 Ge per snapshot
+    snapshots = low["snapshots"]
+    np.testing.assert_array_equal(snapshots.get_array("frame_indices"), [2, 4, 6])
+    np.testing.assert_allclose(snapshots.get_array("positions"),
+                               mds[0].outputs.trajectory.get_array("positions")[[2, 4, 6]])
+    assert low["trajectory"].numsteps == 5
+    table = results["summary_table"].get_dict()
+    assert [row["label"] for row in table["rows"]] == ["p_0", "p_30"]
+
+
+@pytest.mark.parametrize(
+    ("pressures", "fragment"),
+    [([], "empty"), ([10.0, 5.0], "ascending"), ([5.0, 5.0], "ascending"), ([-1.0, 5.0], "negative")],
+)
+def test_bad_pressures_exit_before_anything_runs(compression_builder, pressures, fragment):
+    _, node = run_get_node(_with_pressures(compression_builder, pressures))
+    assert node.exit_status == CompressionWorkChain.exit_codes.ERROR_INVALID_PRESSURES.status
+    assert fragment in node.exit_message and not node.called
+
+
+def _with_pressures(factory, pressures):
+    builder = factory([0.0])
+    builder.pressures = orm.List(pressures)
+    return builder
+
+
+def test_bad_step_counts_exit(compression_builder):
+    builder = compression_builder([0.0])
+    builder.nstep_production = orm.Int(0)
+    _, node = run_get_node(builder)
+    assert node.exit_status == CompressionWorkChain.exit_codes.ERROR_INVALID_STEPS.status
+    assert not node.called
+
+
+def test_missing_pseudopotential_exits(compression_builder):
+    builder = compression_builder([0.0])
+    builder.md.md.pw.pseudos = {"Ge": builder.md.md.pw.pseudos["Ge"]}
+    _, node = run_get_node(builder)
+    assert node.exit_status == CompressionWorkChain.exit_codes.ERROR_MISSING_PSEUDO.status
+    assert not node.called

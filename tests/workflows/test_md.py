@@ -1,0 +1,117 @@
+"""xesml.md with real pw.x: segments, seams, failure continuation, input checks."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_xesml.workflows.md import MdWorkChain
+
+pytestmark = pytest.mark.qe
+
+
+def _frame_steps(trajectory):
+    """Largest per-frame atomic displacement (Å) between consecutive frames."""
+    positions = trajectory.get_array("positions")
+    return np.abs(np.diff(positions, axis=0)).max(axis=(1, 2))
+
+
+def test_two_segments_give_one_continuous_trajectory(md_builder):
+    results, node = run_get_node(md_builder(nstep=3, nstep_per_segment=2, temperature_k=600.0))
+    assert node.is_finished_ok, node.exit_message
+    trajectory = results["trajectory"]
+    assert trajectory.numsteps == 4
+    segments = [child for child in node.called if child.process_label == "PwBaseWorkChain"]
+    assert len(segments) == 2
+    steps = _frame_steps(trajectory)
+    # no duplicated frame (a zero step) and no jump at the seam (frame 1 -> 2 is the seam)
+    assert steps.min() > 1e-4
+    assert steps.max() < 3 * np.median(steps) + 1e-3
+    temperature = trajectory.get_array("temperature")
+    assert temperature.shape == (4,)
+    # The second segment restarts from the first one's state: no jump in kinetic energy at the seam
+    # beyond what one Berendsen step (nraise = 10) and the MD itself change between frames.
+    jumps = np.abs(np.diff(temperature)) / temperature[:-1]
+    assert jumps[1] < 0.2, temperature
+    np.testing.assert_allclose(trajectory.get_array("times"), np.arange(4) * 2.0)
+    summary = results["summary"].get_dict()
+    assert summary["nstep"] == 3 and summary["n_segments"] == 2
+    assert 6.0 < summary["density_g_cm3"] < 6.6  # rutile-type GeO2 at the experimental cell
+    np.testing.assert_allclose(results["structure"].get_ase().positions, trajectory.get_array("positions")[-1])
+
+
+def _fail_first_segments(monkeypatch, n_failures, status=400):
+    """Make the first ``n_failures`` segments look as if pw.x had hit its walltime after its frames."""
+    original = MdWorkChain._inspect_calculation
+    calls = {"count": 0}
+
+    def fake(calculation):
+        real_status, n_frames = original(calculation)
+        calls["count"] += 1
+        if calls["count"] <= n_failures:
+            return status, n_frames
+        return real_status, n_frames
+
+    monkeypatch.setattr(MdWorkChain, "_inspect_calculation", staticmethod(fake))
+    return calls
+
+
+def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch):
+    _fail_first_segments(monkeypatch, 1)
+    results, node = run_get_node(md_builder(nstep=4, nstep_per_segment=3, temperature_k=600.0))
+    assert node.is_finished_ok, node.exit_message
+    trajectory = results["trajectory"]
+    assert trajectory.numsteps == 5
+    assert len([child for child in node.called if child.process_label == "md_continuation"]) == 1
+    segments = sorted((c for c in node.called if c.process_label == "PwBaseWorkChain"), key=lambda c: c.ctime)
+    # The 'failed' segment had 3 frames; its last one (frame 2) is where the continuation starts,
+    # so frames 0-1 come from it and frame 2 is recomputed by the next segment.
+    failed = segments[0].outputs.output_trajectory
+    np.testing.assert_allclose(trajectory.get_array("positions")[:3], failed.get_array("positions")[:3], atol=1e-6)
+    assert _frame_steps(trajectory).min() > 1e-4, "a frame is duplicated at the seam"
+    # The velocities derived at the seam reproduce the temperature pw.x had at that frame.
+    with segments[0].called[0].outputs.retrieved.base.repository.open("aiida.out") as handle:
+        from aiida_xesml.ml.dynamics import parse_md_temperatures
+
+        before = parse_md_temperatures(handle.read())[2]
+    after = trajectory.get_array("temperature")[2]
+    assert abs(after - before) / before < 0.05, (before, after)
+
+
+def test_second_failure_of_the_same_kind_exits(md_builder, monkeypatch):
+    _fail_first_segments(monkeypatch, 10)
+    _, node = run_get_node(md_builder(nstep=6, nstep_per_segment=3))
+    assert node.exit_status == MdWorkChain.exit_codes.ERROR_SEGMENT_FAILED_TWICE.status
+    assert "nstep_per_segment" in node.exit_message
+
+
+@pytest.mark.parametrize(
+    ("change", "exit_code"),
+    [
+        ({"nstep": 0}, "ERROR_INVALID_NSTEP"),
+        ({"nstep_per_segment": 0}, "ERROR_INVALID_NSTEP"),
+        ({"thermostat": "nose-hoover-chains"}, "ERROR_INVALID_THERMOSTAT"),
+    ],
+)
+def test_bad_parameters_exit_before_pw_runs(md_builder, change, exit_code):
+    _, node = run_get_node(md_builder(**change))
+    assert node.exit_status == MdWorkChain.exit_codes[exit_code].status
+    assert not node.called, "nothing may be submitted for bad input"
+
+
+def test_overlapping_atoms_exit(md_builder, rutile_structure):
+    builder = md_builder()
+    atoms = rutile_structure.get_ase()
+    atoms.positions[1] = atoms.positions[0] + [0.1, 0.0, 0.0]
+    builder.structure = orm.StructureData(ase=atoms)
+    _, node = run_get_node(builder)
+    assert node.exit_status == MdWorkChain.exit_codes.ERROR_INVALID_STRUCTURE.status
+    assert "overlapping" in node.exit_message and not node.called
+
+
+def test_missing_pseudopotential_exits(md_builder):
+    builder = md_builder()
+    builder.md.pw.pseudos = {"Ge": builder.md.pw.pseudos["Ge"]}
+    _, node = run_get_node(builder)
+    assert node.exit_status == MdWorkChain.exit_codes.ERROR_MISSING_PSEUDO.status
+    assert "O" in node.exit_message
