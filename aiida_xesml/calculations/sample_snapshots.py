@@ -6,7 +6,7 @@ from aiida.engine import calcfunction
 from ase.data import atomic_masses, atomic_numbers
 
 from aiida_xesml.ml.dynamics import choose_stride, md_summary, pressure_from_stress, sample_frames
-from aiida_xesml.ml.structures import ensemble_statistics
+from aiida_xesml.ml.ensemble import ensemble_statistics
 
 
 def _subset(trajectory: orm.TrajectoryData, indices: np.ndarray) -> orm.TrajectoryData:

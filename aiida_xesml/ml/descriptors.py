@@ -1,0 +1,552 @@
+"""The local Coulomb matrix of an emitting site (SCIENCE.md §4).
+
+For a centre s, take s and its ``n_atoms - 1`` nearest atoms across all periodic images (in a small
+cell one atom can appear several times, as different images; the centre's own images count too).
+Order them: the centre first, then by increasing distance from the centre, ties broken by atomic
+number, then atom index, then image offset (lexicographic). With positions in Å::
+
+    M_ii = 0.5 * Z_i**2.4
+    M_ij = Z_i * Z_j / |R_i - R_j|          (in 1/Å, Z dimensionless)
+
+The features are the upper triangle including the diagonal, row-major: ``n_atoms*(n_atoms+1)//2``
+values. Row 0 holds ``Z_0 Z_j / r_0j``, which makes the distances from the centre recoverable
+(:mod:`aiida_xesml.ml.reconstruct`).
+
+Distances that differ by at most :data:`TIE_TOLERANCE` (1e-8 Å) count as equal for the ordering, so
+that symmetry-equivalent neighbours of a crystal, whose computed distances differ by rounding noise,
+are ordered by the tie rules and the order is reproducible. Ties are found from gaps: a centre's
+neighbours sorted by distance stay in one tie group while consecutive distances differ by at most
+the tolerance (unlike rounding to a grid, this never splits two distances 1e-15 Å apart).
+
+The image offset ``S`` of a neighbour is the integer lattice shift applied to its atom: the
+neighbour sits at ``positions[index] + S @ cell``.
+
+Caveat of the tie rule: the index and offset keys are not physical, so symmetry-equivalent sites
+share row 0 and the diagonal but may order equivalent neighbours differently, and the off-diagonal
+entries then differ; the same holds for one site after re-indexing atoms, building a supercell or
+wrapping positions (which changes offsets) when its neighbours have exact ties. Tie-free (e.g.
+thermally disordered) structures are invariant under all of these.
+
+Implementation: one vectorized image search per structure, and structures of equal size and pbc
+are searched together (no Python loop over sites or structures in the hot path). Lattice images
+are enumerated within a cutoff from the cell heights (the distances between lattice planes), which
+provably includes every image within the cutoff; the cutoff starts from the number density and is
+enlarged, for the centres that need it, until the ``n_atoms - 1``-th neighbour is provably inside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .validation import as_finite_array
+
+__all__ = [
+    "TIE_TOLERANCE",
+    "OVERLAP_TOLERANCE",
+    "NeighbourShells",
+    "neighbour_shells",
+    "coulomb_features",
+    "local_coulomb_matrix",
+    "local_coulomb_matrices",
+    "feature_names",
+    "n_features",
+    "LocalCoulombMatrix",
+]
+
+#: Distances (Å) that differ by at most this much are ties for the neighbour order.
+TIE_TOLERANCE = 1e-8
+#: Two atoms (or images) closer than this (Å) overlap: a ValueError, since M_ij would be infinite.
+OVERLAP_TOLERANCE = 1e-6
+#: Diagonal exponent of the Coulomb matrix.
+DIAGONAL_EXPONENT = 2.4
+# Cap on the (centre, atom, image) candidates held at once (~50 MB), for large cells and batches.
+_MAX_CANDIDATES = 2_000_000
+# First cutoff = this factor times the radius of a sphere holding n_atoms atoms on average; the
+# cutoff grows by _CUTOFF_GROWTH for the centres whose n_atoms-th atom lies beyond it.
+_CUTOFF_MARGIN = 1.2
+_CUTOFF_GROWTH = 1.3
+
+
+@dataclass(frozen=True)
+class NeighbourShells:
+    """The ordered neighbourhoods of some centres: slot 0 is the centre, then the neighbours.
+
+    Padding slots (a non-periodic cluster with fewer than ``n_atoms`` atoms) have index -1,
+    atomic number 0, offset (0, 0, 0), distance ``inf`` and vector (0, 0, 0).
+
+    :ivar centers: (n_centers,) atom index of each centre.
+    :ivar indices: (n_centers, n_atoms) atom index of each slot.
+    :ivar offsets: (n_centers, n_atoms, 3) integer lattice shift of each slot's image.
+    :ivar numbers: (n_centers, n_atoms) atomic number of each slot.
+    :ivar distances: (n_centers, n_atoms) distance from the centre in Å (0 for the centre).
+    :ivar vectors: (n_centers, n_atoms, 3) cartesian position relative to the centre, in Å.
+    """
+
+    centers: np.ndarray
+    indices: np.ndarray
+    offsets: np.ndarray
+    numbers: np.ndarray
+    distances: np.ndarray
+    vectors: np.ndarray
+
+
+def n_features(n_atoms: int) -> int:
+    """Number of features of an ``n_atoms`` local Coulomb matrix: n_atoms*(n_atoms+1)//2."""
+    n_atoms = _check_n_atoms(n_atoms)
+    return n_atoms * (n_atoms + 1) // 2
+
+
+def feature_names(n_atoms: int) -> np.ndarray:
+    """Names ``M_i_j`` (i <= j) of the features, in feature order (upper triangle, row-major)."""
+    rows, cols = _triangle(_check_n_atoms(n_atoms))
+    return np.array([f"M_{i}_{j}" for i, j in zip(rows, cols)], dtype=object)
+
+
+def neighbour_shells(atoms, centers=None, n_atoms: int = 20, species: str = "Ge") -> NeighbourShells:
+    """Each centre and its ``n_atoms - 1`` nearest atoms over all periodic images, in descriptor order.
+
+    :param atoms: an ``ase.Atoms``; positions in Å. Periodic along the axes where ``atoms.pbc`` is
+        True (any cell shape, mixed pbc allowed); a fully non-periodic structure is a cluster and all
+        its atoms are used, padded when there are fewer than ``n_atoms``.
+    :param centers: atom indices of the centres; None means every atom whose symbol is ``species``,
+        in index order.
+    :param n_atoms: atoms per neighbourhood, the centre included (>= 2).
+    :param species: chemical symbol of the centres when ``centers`` is None.
+    :returns: a :class:`NeighbourShells`.
+    :raises ValueError: bad arguments, a singular periodic cell, or an atom (image) closer than
+        :data:`OVERLAP_TOLERANCE` Å to a centre (:func:`local_coulomb_matrix` also checks every
+        pair inside the neighbourhood).
+    """
+    atoms = _check_atoms(atoms)
+    n_atoms = _check_n_atoms(n_atoms)
+    center_index = _resolve_centers(atoms, centers, species)
+    group = _Group.of([atoms], ["`atoms`"])
+    return group.shells(np.zeros(len(center_index), dtype=np.int64), center_index, n_atoms)
+
+
+def coulomb_features(numbers, vectors) -> np.ndarray:
+    """Local Coulomb matrix features of stacked neighbourhoods.
+
+    :param numbers: (n, n_atoms) atomic numbers; 0 marks a padding slot (its row and column are 0).
+    :param vectors: (n, n_atoms, 3) positions in Å (any origin; slot 0 is the centre).
+    :returns: (n, n_atoms*(n_atoms+1)//2) upper triangle incl. diagonal, row-major; diagonal
+        0.5 Z**2.4, off-diagonal Z_i Z_j / |R_i - R_j| in 1/Å.
+    :raises ValueError: when two non-padding slots are closer than :data:`OVERLAP_TOLERANCE` Å.
+    """
+    numbers = as_finite_array(numbers, "numbers", ndim=2)
+    vectors = as_finite_array(vectors, "vectors", ndim=3)
+    if vectors.shape != numbers.shape + (3,) or np.any(numbers < 0):
+        raise ValueError(f"`numbers` must be (n, n_atoms) atomic numbers >= 0 and `vectors` (n, n_atoms, 3); "
+                         f"got {numbers.shape} and {vectors.shape}")
+    features, overlap = _coulomb_features(numbers, vectors)
+    if overlap is not None:
+        raise ValueError(f"`vectors` of sample {overlap[0]} has slots {overlap[1]} and {overlap[2]} closer "
+                         f"than {OVERLAP_TOLERANCE} Å")
+    return features
+
+
+def local_coulomb_matrix(atoms, centers=None, n_atoms: int = 20, species: str = "Ge") -> np.ndarray:
+    """Local Coulomb matrix features of sites of one structure (SCIENCE.md §4).
+
+    :param atoms: an ``ase.Atoms`` (positions in Å); periodic along its ``pbc`` axes, any cell
+        shape; a non-periodic structure is a cluster, zero-padded below ``n_atoms`` atoms.
+    :param centers: atom indices of the centres; None means every atom whose symbol is ``species``,
+        in index order.
+    :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
+    :param species: chemical symbol of the centres when ``centers`` is None (default "Ge").
+    :returns: (n_centers, n_atoms*(n_atoms+1)//2) features: upper triangle incl. diagonal,
+        row-major; M_ii = 0.5 Z_i**2.4, M_ij = Z_i Z_j / |R_i - R_j| with R in Å.
+    :raises ValueError: when ``atoms`` is not an ase.Atoms, no atom is of ``species``, ``n_atoms``
+        < 2, a centre index is out of range, or atoms overlap.
+    """
+    shells = neighbour_shells(atoms, centers=centers, n_atoms=n_atoms, species=species)
+    return _features_of(shells, np.zeros(len(shells.centers), dtype=np.int64), ["`atoms`"])
+
+
+def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge") -> np.ndarray:
+    """Features of every ``species`` site of several structures, stacked in order.
+
+    Rows: structure by structure, each structure's centres in index order; the same values as
+    :func:`local_coulomb_matrix` per structure, computed in one vectorized pass per group of
+    structures with equal atom count and pbc.
+
+    :param structures: a list of ``ase.Atoms`` (positions in Å).
+    :returns: (total centres, n_atoms*(n_atoms+1)//2).
+    """
+    structures = _as_structures(structures, "structures")
+    n_atoms = _check_n_atoms(n_atoms)
+    z_species = atomic_numbers[_check_species(species)]
+    names = [f"structure {k} of `structures`" for k in range(len(structures))]
+    counts = np.array([np.count_nonzero(atoms.numbers == z_species) for atoms in structures])
+    if np.any(counts == 0):
+        k = int(np.flatnonzero(counts == 0)[0])
+        raise ValueError(f"{names[k]} has no atom of `species` {species!r}")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    features = np.empty((starts[-1], n_features(n_atoms)))
+    keys = [(len(atoms), tuple(bool(p) for p in atoms.pbc)) for atoms in structures]
+    for key in dict.fromkeys(keys):
+        members = [k for k, other in enumerate(keys) if other == key]
+        group = _Group.of([structures[k] for k in members], [names[k] for k in members])
+        structure_of, center_index = np.nonzero(group.numbers == z_species)  # structure-major order
+        shells = group.shells(structure_of, center_index, n_atoms)
+        rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members])
+        features[rows] = _features_of(shells, structure_of, group.names)
+    return features
+
+
+class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: a list of ``ase.Atoms`` -> local Coulomb matrices of their sites.
+
+    ``transform`` stacks the centres of all structures, structure by structure, each in index
+    order: row count = total number of ``species`` atoms (see :func:`local_coulomb_matrices`).
+    ``fit`` learns nothing; it validates the parameters and sets ``n_features_out_``.
+
+    :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
+    :param species: chemical symbol of the centres (default "Ge").
+    """
+
+    def __init__(self, n_atoms: int = 20, species: str = "Ge"):
+        self.n_atoms = n_atoms
+        self.species = species
+
+    def fit(self, X, y=None):
+        """Validate the parameters and ``X`` (a list of ase.Atoms). Returns self."""
+        _check_n_atoms(self.n_atoms)
+        _check_species(self.species)
+        _as_structures(X, "X")
+        self.n_features_out_ = n_features(self.n_atoms)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """(total centres, n_atoms*(n_atoms+1)//2) features of every ``species`` site of ``X``."""
+        check_is_fitted(self, "n_features_out_")
+        structures = _as_structures(X, "X")
+        try:
+            return local_coulomb_matrices(structures, n_atoms=self.n_atoms, species=self.species)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("of `structures`", "of `X`")) from exc
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Feature names ``M_i_j`` (i <= j), upper triangle row-major."""
+        check_is_fitted(self, "n_features_out_")
+        return feature_names(self.n_atoms)
+
+
+# --- the batched neighbour search -----------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """Structures with equal atom count and pbc, stacked: the unit of one vectorized search."""
+
+    positions: np.ndarray  # (B, n, 3) Å
+    numbers: np.ndarray  # (B, n)
+    lattice: np.ndarray  # (B, 3, 3) cell rows, zero rows on non-periodic axes
+    dual: np.ndarray  # (B, 3, 3) dual_i . lattice_j = delta_ij on periodic axes, zero rows elsewhere
+    heights: np.ndarray  # (B, 3) lattice plane spacings in Å, inf on non-periodic axes
+    atom_radius: np.ndarray  # (B,) radius in Å of the sphere holding one atom on average
+    diameter: np.ndarray  # (B,) a cluster's bounding-box diagonal in Å (inf when periodic)
+    names: list
+
+    @classmethod
+    def of(cls, structures, names) -> "_Group":
+        pbc = np.array(structures[0].pbc, dtype=bool)
+        positions = np.array([atoms.positions for atoms in structures], dtype=float)
+        numbers = np.array([atoms.numbers for atoms in structures], dtype=np.int64)
+        if not np.all(np.isfinite(positions)):
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=(1, 2)))[0])
+            raise ValueError(f"{names[bad]} has NaN or inf positions")
+        lattice = np.array([atoms.cell.array for atoms in structures], dtype=float) * pbc[None, :, None]
+        dual, heights = _dual_basis(lattice, pbc, names)
+        atom_radius = _atom_radius(positions, lattice, pbc)
+        diameter = np.full(len(structures), np.inf)
+        if not pbc.any():
+            diameter = np.linalg.norm(np.ptp(positions, axis=1), axis=1)
+        return cls(positions, numbers, lattice, dual, heights, atom_radius, diameter, list(names))
+
+    def shells(self, structure_of, center_index, n_atoms: int) -> NeighbourShells:
+        """Ordered neighbourhoods of centres given as (structure in group, atom index) pairs."""
+        n_centers, n_neighbours = len(center_index), n_atoms - 1
+        indices = np.full((n_centers, n_atoms), -1, dtype=np.int64)
+        offsets = np.zeros((n_centers, n_atoms, 3), dtype=np.int64)
+        z = np.zeros((n_centers, n_atoms), dtype=np.int64)
+        distances = np.full((n_centers, n_atoms), np.inf)
+        vectors = np.zeros((n_centers, n_atoms, 3))
+        indices[:, 0] = center_index
+        z[:, 0] = self.numbers[structure_of, center_index]
+        distances[:, 0] = 0.0
+
+        pending = np.arange(n_centers)
+        # first radius: a sphere holding n_atoms atoms at the mean density, with a margin
+        cutoff = _CUTOFF_MARGIN * n_atoms ** (1.0 / 3.0) * self.atom_radius[structure_of]
+        while len(pending):
+            row, rank, j, shift, vec, dist = self._nearest_images(
+                structure_of[pending], center_index[pending], cutoff[pending], n_neighbours)
+            # Every image within the cutoff was enumerated, so the k-th neighbour (and its ties) is
+            # provably the true one when it lies inside the cutoff; the others retry with a larger one.
+            kth = np.full(len(pending), np.inf)
+            at_k = rank == n_neighbours - 1
+            kth[row[at_k]] = dist[at_k]
+            reached = cutoff[pending]
+            done = (kth + 2 * TIE_TOLERANCE < reached) | (reached > self.diameter[structure_of[pending]])
+            keep = done[row]
+            target, slot = pending[row[keep]], rank[keep] + 1
+            indices[target, slot] = j[keep]
+            offsets[target, slot] = shift[keep]
+            z[target, slot] = self.numbers[structure_of[target], j[keep]]
+            distances[target, slot] = dist[keep]
+            vectors[target, slot] = vec[keep]
+            pending = pending[~done]
+            cutoff[pending] *= _CUTOFF_GROWTH
+        return NeighbourShells(center_index, indices, offsets, z, distances, vectors)
+
+    def _nearest_images(self, structure_of, center_index, cutoff, n_neighbours):
+        """The first ``n_neighbours`` (atom, image) pairs of each centre within its cutoff, in order.
+
+        Returns arrays over the kept pairs: row (position of the centre in the arguments), rank
+        (0-based place in the centre's order), atom index j, shift S (3 ints), vector (3, Å) and
+        distance (Å). A centre with fewer candidates within its cutoff gets fewer rows.
+        """
+        n_total = self.positions.shape[1]
+        # non-periodic axes have infinite heights, hence reach 0
+        reach = np.floor(np.max(cutoff[:, None] / self.heights[structure_of], axis=0) + 0.5).astype(np.int64)
+        axes = [np.arange(-r, r + 1) for r in reach]
+        shifts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+        chunk = max(1, _MAX_CANDIDATES // (n_total * len(shifts)))
+        pieces = [self._candidates(structure_of[s:s + chunk], center_index[s:s + chunk], cutoff[s:s + chunk],
+                                   shifts, s) for s in range(0, len(center_index), chunk)]
+        row, j, shift, vec, dist = (np.concatenate(p) for p in zip(*pieces)) if len(pieces) > 1 else pieces[0]
+        if np.any(dist < OVERLAP_TOLERANCE):
+            at = int(np.flatnonzero(dist < OVERLAP_TOLERANCE)[0])
+            raise ValueError(f"{self.names[structure_of[row[at]]]} has overlapping atoms: atom {j[at]} (image "
+                             f"{shift[at].tolist()}) is closer than {OVERLAP_TOLERANCE} Å to centre "
+                             f"{center_index[row[at]]}")
+
+        # Order: (centre, tie group, Z, atom index, S0, S1, S2). A tie group is a run of a centre's
+        # distances whose consecutive gaps are <= TIE_TOLERANCE. Rows come in centre order.
+        if len(row) == 0:  # e.g. a one-atom cluster
+            return row, row, j, shift, vec, dist
+        by_distance = _sort_within_rows(row, dist, len(center_index))
+        sorted_row = row[by_distance]
+        new_group = np.ones(len(dist), dtype=bool)
+        new_group[1:] = (np.diff(dist[by_distance]) > TIE_TOLERANCE) | (np.diff(sorted_row) != 0)
+        sorted_group = np.cumsum(new_group)
+        # Only the groups up to the one holding each centre's k-th neighbour matter.
+        first = np.searchsorted(sorted_row, np.arange(len(center_index)))
+        count = np.bincount(row, minlength=len(center_index))
+        last = sorted_group[np.maximum(first + np.minimum(count, n_neighbours) - 1, 0)]
+        needed = sorted_group <= last[sorted_row]
+        subset, group = by_distance[needed], sorted_group[needed]
+        z = self.numbers[structure_of[row[subset]], j[subset]]
+        order = subset[_argsort_keys(group, _tie_code(z, j[subset], shift[subset], n_total))]
+        ordered_row = row[order]
+        rank = np.arange(len(order)) - np.searchsorted(ordered_row, ordered_row)
+        within = rank < n_neighbours
+        take = order[within]
+        return row[take], rank[within], j[take], shift[take], vec[take], dist[take]
+
+    def _candidates(self, structure_of, center_index, cutoff, shifts, row_start):
+        """Every (centre, atom, image) pair within the centre's cutoff except the centre itself."""
+        lattice = self.lattice[structure_of]
+        displacement = self.positions[structure_of] - self.positions[structure_of, center_index][:, None, :]
+        # Wrap to the image with fractional displacement in [-0.5, 0.5) on each periodic axis (the
+        # dual's zero rows leave non-periodic axes alone), then add the enumerated shifts.
+        base = -np.floor(displacement @ self.dual[structure_of].transpose(0, 2, 1) + 0.5)
+        displacement += base @ lattice
+        n_centers, n_total, n_shifts = len(center_index), displacement.shape[1], len(shifts)
+        if n_shifts == 1:
+            vec = displacement  # (c, n * m, 3) with m = 1
+        else:
+            images = displacement[:, :, None, :] + (shifts @ lattice)[:, None, :, :]
+            vec = images.reshape(n_centers, n_total * n_shifts, 3)
+        squared = np.einsum("cax,cax->ca", vec, vec)
+        keep = squared <= (cutoff * cutoff)[:, None]
+        zero_shift = np.flatnonzero(~shifts.any(axis=1))[0]
+        keep[np.arange(n_centers), center_index * n_shifts + zero_shift] = False  # the centre (base 0)
+        c, a = np.nonzero(keep)
+        n, m = np.divmod(a, n_shifts)
+        shift = base[c, n].astype(np.int64) + shifts[m]
+        return c + row_start, n, shift, vec[c, a], np.sqrt(squared[c, a])
+
+
+def _sort_within_rows(row, values, n_rows):
+    """Permutation sorting ``values`` within each row; ``row`` is non-decreasing, result is row-major."""
+    count = np.bincount(row, minlength=n_rows)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    width = int(count.max(initial=0))
+    table = np.full((n_rows, width), np.inf)
+    table[row, np.arange(len(row)) - start[row]] = values
+    order = np.argsort(table, axis=1)  # padding (inf) sorts last; order among equal values is free
+    return (start[:, None] + order)[np.arange(width)[None, :] < count[:, None]]
+
+
+def _tie_code(z, j, shift, n_total):
+    """Integer sort keys for (Z, atom index, S0, S1, S2): one packed int64, or a tuple for lexsort."""
+    low = shift.min(axis=0, initial=0)
+    width = shift.max(axis=0, initial=0) - low + 1
+    span = float(np.max(z, initial=0) + 1) * n_total * float(np.prod(width))
+    if span < 2.0**40:
+        code = z.astype(np.int64) * n_total + j
+        for axis in range(3):
+            code = code * width[axis] + (shift[:, axis] - low[axis])
+        return code, span
+    return (shift[:, 2], shift[:, 1], shift[:, 0], j, z), span
+
+
+def _argsort_keys(group, code_and_span):
+    """Order by (group, code); one int64 argsort when the pair packs, else lexsort."""
+    code, span = code_and_span
+    if isinstance(code, np.ndarray) and float(group.max(initial=0) + 1) * span < 2.0**62:
+        return np.argsort(group * np.int64(span) + code)
+    keys = (code,) if isinstance(code, np.ndarray) else code
+    return np.lexsort(keys + (group,))
+
+
+def _dual_basis(lattice, pbc, names):
+    """Dual vectors (B, 3, 3) of the periodic axes (zero rows elsewhere) and plane spacings (B, 3)."""
+    n_structures = len(lattice)
+    dual = np.zeros_like(lattice)
+    heights = np.full((n_structures, 3), np.inf)
+    if not pbc.any():
+        return dual, heights
+    periodic = lattice[:, pbc]  # (B, p, 3)
+    gram = periodic @ periodic.transpose(0, 2, 1)
+    scale = np.max(np.abs(gram), axis=(1, 2)) ** pbc.sum()
+    singular = ~(np.abs(np.linalg.det(gram)) > 1e-12 * scale)
+    if np.any(singular):
+        raise ValueError(f"{names[int(np.flatnonzero(singular)[0])]} has a singular cell along its periodic "
+                         "axes; set a proper cell or pbc=False")
+    # dual_i . lattice_j = delta_ij inside the span of the periodic vectors; the spacing between
+    # lattice planes along axis i is 1/|dual_i|, whatever the position.
+    dual[:, pbc] = np.linalg.solve(gram, periodic)
+    heights[:, pbc] = 1.0 / np.linalg.norm(dual[:, pbc], axis=2)
+    return dual, heights
+
+
+def _atom_radius(positions, lattice, pbc):
+    """Radius (Å) per structure of the sphere holding one atom at the mean number density."""
+    n_structures, n_total = positions.shape[:2]
+    if pbc.all():
+        volume = np.abs(np.linalg.det(lattice))
+    elif not pbc.any():
+        # a cluster: its bounding box, 1 Å wider on every axis
+        volume = np.prod(np.ptp(positions, axis=1) + 1.0, axis=1)
+    else:
+        # slab or wire: the periodic area or length times the positions' extent (plus 1 Å) along
+        # the non-periodic directions
+        periodic = lattice[:, pbc]
+        volume = np.sqrt(np.abs(np.linalg.det(periodic @ periodic.transpose(0, 2, 1))))
+        _, _, vt = np.linalg.svd(periodic)
+        normal = vt[:, pbc.sum():]  # (B, 3 - p, 3)
+        volume = volume * np.prod(np.ptp(positions @ normal.transpose(0, 2, 1), axis=1) + 1.0, axis=1)
+    return (3.0 * volume / (4.0 * np.pi * n_total)) ** (1.0 / 3.0)
+
+
+# --- features --------------------------------------------------------------------------------------
+
+
+def _features_of(shells: NeighbourShells, structure_of, names) -> np.ndarray:
+    features, overlap = _coulomb_features(shells.numbers.astype(float), shells.vectors)
+    if overlap is not None:
+        site, a, b = overlap
+        raise ValueError(
+            f"{names[structure_of[site]]} has overlapping atoms: atoms {shells.indices[site, a]} and "
+            f"{shells.indices[site, b]} (images {shells.offsets[site, a].tolist()} and "
+            f"{shells.offsets[site, b].tolist()}) are closer than {OVERLAP_TOLERANCE} Å in the "
+            f"neighbourhood of centre {shells.centers[site]}"
+        )
+    return features
+
+
+def _coulomb_features(numbers, vectors):
+    """Features, and (sample, slot, slot) of the first overlapping pair or None."""
+    rows, cols = _triangle(numbers.shape[1])
+    diagonal = rows == cols
+    features = np.empty((numbers.shape[0], len(rows)))
+    features[:, diagonal] = 0.5 * numbers ** DIAGONAL_EXPONENT
+    r, c = rows[~diagonal], cols[~diagonal]
+    components = np.ascontiguousarray(vectors.transpose(2, 0, 1))  # (3, n, N): faster gathers
+    delta = components[:, :, r] - components[:, :, c]
+    separation = np.sqrt(np.einsum("xsp,xsp->sp", delta, delta))
+    charge = numbers[:, r] * numbers[:, c]
+    real = charge > 0
+    overlap = real & (separation < OVERLAP_TOLERANCE)
+    if np.any(overlap):
+        sample, pair = np.argwhere(overlap)[0]
+        return features, (int(sample), int(r[pair]), int(c[pair]))
+    features[:, ~diagonal] = np.divide(charge, separation, out=np.zeros_like(charge), where=real)
+    return features, None
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8)
+def _triangle(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.triu_indices(n_atoms)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
+    return rows, cols
+
+
+def _check_atoms(atoms, name: str = "atoms") -> Atoms:
+    if not isinstance(atoms, Atoms):
+        raise ValueError(f"`{name}` must be an ase.Atoms; got {type(atoms).__name__}")
+    if len(atoms) == 0:
+        raise ValueError(f"`{name}` holds no atoms")
+    return atoms
+
+
+def _check_n_atoms(n_atoms) -> int:
+    if isinstance(n_atoms, (bool, np.bool_)) or not isinstance(n_atoms, (int, np.integer)):
+        raise ValueError(f"`n_atoms` must be an integer >= 2; got {n_atoms!r}")
+    if n_atoms < 2:
+        raise ValueError(f"`n_atoms` must be an integer >= 2 (the centre and a neighbour); got {n_atoms}")
+    return int(n_atoms)
+
+
+def _check_species(species) -> str:
+    if not isinstance(species, str) or species not in atomic_numbers or species == "X":
+        raise ValueError(f"`species` must be a chemical symbol such as 'Ge'; got {species!r}")
+    return species
+
+
+def _as_structures(X, name: str) -> list:
+    structures = [X] if isinstance(X, Atoms) else X
+    try:
+        structures = list(structures)
+    except TypeError as exc:
+        raise ValueError(f"`{name}` must be a list of ase.Atoms; got {type(X).__name__}") from exc
+    if not structures:
+        raise ValueError(f"`{name}` is empty; it needs at least one ase.Atoms")
+    for position, atoms in enumerate(structures):
+        if not isinstance(atoms, Atoms):
+            raise ValueError(f"`{name}` must be a list of ase.Atoms; item {position} is {type(atoms).__name__}")
+        if len(atoms) == 0:
+            raise ValueError(f"`{name}` item {position} holds no atoms")
+    return structures
+
+
+def _resolve_centers(atoms: Atoms, centers, species) -> np.ndarray:
+    if centers is None:
+        species = _check_species(species)
+        selected = np.flatnonzero(atoms.numbers == atomic_numbers[species])
+        if len(selected) == 0:
+            present = sorted(set(atoms.get_chemical_symbols()))
+            raise ValueError(f"no atom of `species` {species!r} in `atoms` (it holds {present})")
+        return selected.astype(np.int64)
+    array = np.atleast_1d(np.asarray(centers))
+    if array.ndim != 1 or (array.size and not np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"`centers` must be a 1-D list of integer atom indices; got {centers!r}")
+    array = array.astype(np.int64)
+    bad = array[(array < 0) | (array >= len(atoms))]
+    if bad.size:
+        raise ValueError(f"`centers` holds indices {bad.tolist()} out of range 0..{len(atoms) - 1}")
+    return array

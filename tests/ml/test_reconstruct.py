@@ -1,0 +1,141 @@
+"""Distances, species and coordination read back from (pseudo-)Coulomb matrices."""
+
+import math
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.neighborlist import neighbor_list
+
+from aiida_xesml.ml.descriptors import local_coulomb_matrix
+from aiida_xesml.ml.reconstruct import (
+    analyze_coulomb,
+    coordination_number,
+    distances_from_coulomb,
+    fractional_coordination,
+)
+from aiida_xesml.ml.structures import coordination_numbers, quartz_geo2, rattle_and_strain, rutile_geo2
+
+N = 20
+
+
+def _triclinic_rattled():
+    cell = np.array([[5.0, 0.0, 0.0], [1.2, 4.8, 0.0], [0.7, -0.9, 5.2]])
+    fractional = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.1], [0.1, 0.6, 0.6], [0.3, 0.1, 0.2],
+                  [0.7, 0.3, 0.4], [0.25, 0.4, 0.8], [0.6, 0.8, 0.9], [0.8, 0.05, 0.7], [0.45, 0.9, 0.35]]
+    atoms = Atoms("Ge3O6", scaled_positions=fractional, cell=cell, pbc=True)
+    return rattle_and_strain(atoms, rattle=0.04, strain=0.03, seed=7)
+
+
+STRUCTURES = {"rutile": rutile_geo2, "quartz": quartz_geo2, "triclinic": _triclinic_rattled}
+
+
+def _true_neighbours(atoms, center, n_neighbours, cutoff=7.0):
+    """(distance, Z) of the n nearest images around ``center``, from ASE's neighbour list."""
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    pick = i == center
+    pairs = sorted(zip(d[pick], atoms.numbers[j[pick]]))
+    assert len(pairs) > n_neighbours
+    return pairs[:n_neighbours]
+
+
+@pytest.mark.parametrize("name", STRUCTURES)
+def test_distances_and_species_are_exact_for_true_matrices(name):
+    atoms = STRUCTURES[name]()
+    features = local_coulomb_matrix(atoms, n_atoms=N)
+    distances, z = distances_from_coulomb(features, N)
+    assert distances.shape == z.shape == (len(features), N - 1)
+    centers = np.flatnonzero(atoms.numbers == 32)
+    for row, center in enumerate(centers):
+        truth = _true_neighbours(atoms, center, N - 1)
+        # distances come in increasing order; equal ones may hold either species first
+        np.testing.assert_allclose(distances[row], [d for d, _ in truth], rtol=1e-12, atol=0)
+        assert sorted(zip(np.round(distances[row], 8), z[row])) == sorted(
+            (round(float(d), 8), int(s)) for d, s in truth)
+    assert set(np.unique(z)) <= {8, 32}
+    np.testing.assert_array_equal(coordination_number(distances, z), coordination_numbers(atoms))
+
+
+def test_first_shell_and_fractional_cn_of_crystals():
+    rutile = analyze_coulomb(local_coulomb_matrix(rutile_geo2()), N)
+    a, c, u = 4.3975, 2.8625, 0.306
+    short, long = math.sqrt(2 * ((0.5 - u) * a) ** 2 + (c / 2) ** 2), math.sqrt(2) * u * a
+    np.testing.assert_allclose(rutile["first_shell_mean_angstrom"], (4 * short + 2 * long) / 6, rtol=1e-12)
+    assert rutile["cn"].tolist() == [6, 6]
+    second = a * math.sqrt((1 - u) ** 2 + u**2)  # 4 O at (u-1, u, 0) and equivalents, ~3.34 Å
+    fermi = [1 / (1 + math.exp((r - 2.3) / 0.1)) for r in (short, long, second)]
+    expected = 4 * fermi[0] + 2 * fermi[1] + 4 * fermi[2]  # no other O among the 19 neighbours
+    np.testing.assert_allclose(rutile["cn_fractional"], expected, rtol=1e-12)
+    quartz = analyze_coulomb(local_coulomb_matrix(quartz_geo2()), N)
+    assert quartz["cn"].tolist() == [4, 4, 4]
+    assert np.all(np.abs(quartz["first_shell_mean_angstrom"] - 1.739) < 0.01)
+    assert quartz["species"].shape == quartz["distances_angstrom"].shape == (3, N - 1)
+
+
+def test_padding_and_non_positive_entries_mean_no_atom():
+    cluster = Atoms("GeO2", positions=[[0, 0, 0], [1.75, 0, 0], [0, 0, -1.8]])
+    features = local_coulomb_matrix(cluster, n_atoms=5)
+    distances, z = distances_from_coulomb(features[0], 5)  # 1-D input: one row
+    assert distances.shape == (1, 4)
+    np.testing.assert_allclose(distances[0, :2], [1.75, 1.8], rtol=1e-12)
+    assert np.all(np.isinf(distances[0, 2:])) and z[0].tolist() == [8, 8, 0, 0]
+    pseudo = features.copy()
+    pseudo[0, 1] = -3.0  # a reconstruction that undershoots M_01
+    pseudo[0, 5 + 4 + 3] = -1.0  # and M_33 (padding diagonal made negative)
+    distances, z = distances_from_coulomb(pseudo, 5)
+    assert np.isinf(distances[0, 0]) and z[0, 0] == 0 and z[0, 1] == 8
+    assert coordination_number(distances, z).tolist() == [1]
+    assert fractional_coordination(distances, z)[0] == pytest.approx(1 / (1 + math.exp(-5.0)))
+    summary = analyze_coulomb(np.zeros((2, 15)), 5)
+    assert summary["cn"].tolist() == [0, 0] and np.all(np.isnan(summary["first_shell_mean_angstrom"]))
+
+
+def test_species_rounding_and_z_center():
+    n = 3
+    z_center, z1, z2, r1, r2 = 14, 8, 32, 1.6, 3.1
+    matrix = np.zeros((n, n))
+    matrix[0, 0], matrix[1, 1], matrix[2, 2] = 0.5 * z_center**2.4, 0.5 * z1**2.4, 0.5 * z2**2.4
+    matrix[0, 1], matrix[0, 2] = z_center * z1 / r1, z_center * z2 / r2
+    features = matrix[np.triu_indices(n)]
+    distances, z = distances_from_coulomb(features, n, z_center=z_center)
+    np.testing.assert_allclose(distances, [[r1, r2]], rtol=1e-14)
+    assert z.tolist() == [[8, 32]]
+    noisy = features.copy()
+    noisy[3] *= 1.3  # M_11 off by 30 %: (2 M)**(1/2.4) ~ 8.9, still nearest to O
+    noisy[5] *= 0.5  # M_22 halved: ~24.9, nearest to Ge
+    distances, z = distances_from_coulomb(noisy, n, z_center=z_center)
+    assert z.tolist() == [[8, 32]]
+    np.testing.assert_allclose(distances, [[r1, r2]], rtol=1e-14)  # the rounded Z is used
+    _, z = distances_from_coulomb(noisy, n, z_center=z_center, species=(8, 14, 32))
+    assert z.tolist() == [[8, 32]]
+    _, z = distances_from_coulomb(noisy, n, z_center=z_center, species=(8, 14, 26))
+    assert z.tolist() == [[8, 26]]
+
+
+def test_fractional_coordination_is_a_fermi_sum():
+    distances = np.array([[2.3, 2.3 + 0.1 * math.log(3.0), 1.0, np.inf], [9.0, 9.0, 9.0, 9.0]])
+    z = np.array([[8, 8, 32, 8], [8, 8, 8, 8]])
+    np.testing.assert_allclose(fractional_coordination(distances, z), [0.5 + 0.25, 4 / (1 + math.exp(67))],
+                               rtol=1e-12)
+    np.testing.assert_allclose(fractional_coordination(distances, z, cutoff=2.0, width=0.2, neighbour_z=32),
+                               [1 / (1 + math.exp(-5.0)), 0.0], atol=1e-15)
+    assert coordination_number(distances, z).tolist() == [0, 0]  # strictly closer than the cutoff
+    assert coordination_number(distances, z, cutoff=2.31).tolist() == [1, 0]
+    assert coordination_number(distances, z, cutoff=2.5, neighbour_z=32).tolist() == [1, 0]
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="features.*210"):
+        distances_from_coulomb(np.ones((2, 200)), 20)
+    with pytest.raises(ValueError, match="n_atoms"):
+        distances_from_coulomb(np.ones(1), 1)
+    with pytest.raises(ValueError, match="features"):
+        distances_from_coulomb(np.full(3, np.nan), 2)
+    with pytest.raises(ValueError, match="species"):
+        distances_from_coulomb(np.ones(3), 2, species=(0, 8))
+    with pytest.raises(ValueError, match="Z"):
+        coordination_number(np.ones((2, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="width"):
+        fractional_coordination(np.ones((1, 3)), np.ones((1, 3)), width=0)
+    with pytest.raises(ValueError, match="distances"):
+        coordination_number(np.full((1, 2), np.nan), np.ones((1, 2)))
