@@ -14,6 +14,7 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
+from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_xesml.calculations.compression_table import compression_table
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
@@ -50,9 +51,10 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
                    help="Ge-O distance (Å) within which O counts as a neighbour in the summaries.")
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(
-            PwBaseWorkChain, namespace="vc_relax", exclude=("clean_workdir", "pw.structure", "pw.parent_folder"),
+            PwRelaxWorkChain, namespace="vc_relax", exclude=("clean_workdir", "structure"),
             namespace_options={"required": False, "populate_defaults": False,
-                               "help": "Inputs of the vc-relax step; CELL.press is set per pressure."},
+                               "help": "Inputs of the vc-relax step (PwRelaxWorkChain, which repeats the vc-relax until "
+                                       "the Pulay stress of the final SCF is gone); CELL.press is set per pressure."},
         )
         spec.expose_inputs(
             MdWorkChain, namespace="md",
@@ -114,9 +116,13 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
             builder[key] = orm.Int(inputs[key])
         builder.cn_cutoff_angstrom = orm.Float(inputs["cn_cutoff_angstrom"])
         builder.clean_workdir = orm.Bool(inputs.get("clean_workdir", False))
-        vc_relax = pw_base_builder(code, structure, inputs["vc_relax"], family, options,
-                                   gamma_only=inputs.get("gamma_only", False))
-        builder.vc_relax = vc_relax._inputs(prune=True)
+        vc_inputs = dict(inputs["vc_relax"])
+        meta = {key: vc_inputs.pop(key) for key in ("max_meta_convergence_iterations",) if key in vc_inputs}
+        base_relax = pw_base_builder(code, structure, vc_inputs, family, options,
+                                     gamma_only=inputs.get("gamma_only", False))
+        builder.vc_relax.base_relax = base_relax._inputs(prune=True)
+        builder.vc_relax.meta_convergence = orm.Bool(True)
+        builder.vc_relax.max_meta_convergence_iterations = orm.Int(meta.get("max_meta_convergence_iterations", 3))
         md = MdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides=inputs["md"],
                                                    pseudo_family=family, options=options)
         for key in ("structure", "nstep", "temperature_k", "clean_workdir"):
@@ -145,7 +151,7 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
         pseudos = self.inputs.md.md.pw.get("pseudos", {})
         reason = check_pseudos(self.inputs.structure, pseudos)
         if not reason and "vc_relax" in self.inputs and self.inputs.variable_cell.value == "vc-relax":
-            reason = check_pseudos(self.inputs.structure, self.inputs.vc_relax.pw.get("pseudos", {}))
+            reason = check_pseudos(self.inputs.structure, self.inputs.vc_relax.base_relax.pw.get("pseudos", {}))
         if reason:
             return self.exit_codes.ERROR_MISSING_PSEUDO.format(reason=reason)
         if self.inputs.nstep_equilibration.value < 0 or self.inputs.nstep_production.value < 1:
@@ -179,14 +185,14 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
         """Bring the cell to the target pressure: vc-relax at press, or a short vc-md."""
         label = pressure_label(self._pressure)
         if self.inputs.variable_cell.value == "vc-relax":
-            inputs = AttributeDict(self.exposed_inputs(PwBaseWorkChain, namespace="vc_relax"))
-            parameters = inputs.pw.parameters.get_dict()
+            inputs = AttributeDict(self.exposed_inputs(PwRelaxWorkChain, namespace="vc_relax"))
+            parameters = inputs.base_relax.pw.parameters.get_dict()
             parameters.setdefault("CONTROL", {})["calculation"] = "vc-relax"
             parameters.setdefault("CELL", {})["press"] = self._pressure * KBAR_PER_GPA
-            inputs.pw.parameters = orm.Dict(parameters)
-            inputs.pw.structure = self.ctx.structure
+            inputs.base_relax.pw.parameters = orm.Dict(parameters)
+            inputs.structure = self.ctx.structure
             inputs.metadata.call_link_label = f"vc_relax_{label}"
-            node = self.submit(PwBaseWorkChain, **inputs)
+            node = self.submit(PwRelaxWorkChain, **inputs)
         else:
             inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
             inputs.structure = self.ctx.structure
@@ -201,15 +207,16 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
 
     def inspect_variable_cell(self):
         node = self.ctx.variable_cell
-        # 501: the BFGS converged, but the final SCF in the new plane-wave basis shows a Pulay-stress
-        # difference beyond press_conv_thr. PwBaseWorkChain keeps that structure; so do we, and the
-        # summary reports the final SCF's pressure.
-        if node.exit_status == PwBaseWorkChain.exit_codes.ERROR_IONIC_CONVERGENCE_REACHED_EXCEPT_IN_FINAL_SCF.status:
-            self.report(f"vc-relax at {self._pressure:g} GPa converged; its final SCF exceeds press_conv_thr (Pulay "
-                        "stress of the new basis): keeping the structure")
+        # PwRelaxWorkChain exits 401 when its meta-convergence (Pulay stress of the final SCF) is not
+        # reached in max_meta_convergence_iterations; the structure is still the best one found, and the
+        # summary reports the final SCF's pressure, so it is kept with a report.
+        if node.exit_status == PwRelaxWorkChain.exit_codes.ERROR_MAX_ITERATIONS_EXCEEDED.status:
+            self.report(f"vc-relax at {self._pressure:g} GPa: Pulay-stress meta-convergence not reached; keeping the "
+                        "last structure (see the summary's variable_cell_pressure_gpa)")
         elif not node.is_finished_ok:
             return self.exit_codes.ERROR_VARIABLE_CELL_FAILED.format(pressure=self._pressure, status=node.exit_status)
-        self.ctx.structure = node.outputs.output_structure if "output_structure" in node.outputs else node.outputs.structure
+        self.ctx.variable_cell_outputs = _final_outputs(node)
+        self.ctx.structure = self.ctx.variable_cell_outputs.get("output_structure") or self.ctx.variable_cell_outputs["structure"]
         return None
 
     def run_md(self):
@@ -231,7 +238,7 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
         label = pressure_label(self._pressure)
         kwargs = {}
         if self.inputs.variable_cell.value == "vc-relax":
-            kwargs["variable_cell_trajectory"] = self.ctx.variable_cell.outputs.output_trajectory
+            kwargs["variable_cell_trajectory"] = self.ctx.variable_cell_outputs["output_trajectory"]
         sampled = sample_snapshots(
             trajectory=node.outputs.trajectory,
             n_equilibration=self.inputs.nstep_equilibration,
@@ -261,3 +268,12 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
             from aiida_xesml.workflows.common import clean_remote_folders
 
             clean_remote_folders(self.node, self.report)
+
+
+def _final_outputs(node) -> dict:
+    """Outputs of a variable-cell step; for a PwRelaxWorkChain that stopped without attaching them
+    (meta-convergence not reached), those of its last vc-relax."""
+    if "output_structure" not in node.outputs and "structure" not in node.outputs:
+        node = max((child for child in node.called if child.process_label == "PwBaseWorkChain"),
+                   key=lambda child: child.ctime)
+    return {key: node.outputs[key] for key in node.outputs}
