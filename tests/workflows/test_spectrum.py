@@ -1,0 +1,135 @@
+"""xesml.spectrum and xesml.spectra with real pw.x + projwfc.x on rutile- and quartz-type GeO2."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_xesml.ml.moments import DEFAULT_WINDOWS
+from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2
+from aiida_xesml.workflows.spectra import SpectraWorkChain
+from aiida_xesml.workflows.spectrum import SpectrumWorkChain
+
+pytestmark = pytest.mark.qe
+
+
+@pytest.fixture
+def spectrum_builder(qe_codes, pseudo_family):
+    def factory(atoms, **overrides):
+        return SpectrumWorkChain.get_builder_from_protocol(
+            qe_codes["pw"], qe_codes["projwfc"], orm.StructureData(ase=atoms), protocol="fast", overrides=overrides,
+            pp_code=qe_codes["pp"])
+
+    return factory
+
+
+@pytest.fixture(scope="module")
+def polymorph_spectra(qe_codes, pseudo_family):
+    """Spectra of both polymorphs at their experimental cells (one SCF + projwfc each)."""
+    spectra = {}
+    for name, atoms in (("rutile", rutile_geo2()), ("quartz", quartz_geo2())):
+        builder = SpectrumWorkChain.get_builder_from_protocol(
+            qe_codes["pw"], qe_codes["projwfc"], orm.StructureData(ase=atoms), protocol="fast")
+        results, node = run_get_node(builder)
+        assert node.is_finished_ok, node.exit_message
+        spectra[name] = results["spectra"]
+    return spectra
+
+
+def test_every_ge_site_gets_a_spectrum_with_both_peaks(polymorph_spectra):
+    for name, n_ge in (("rutile", 2), ("quartz", 3)):
+        spectra = polymorph_spectra[name]
+        assert spectra.n_spectra == n_ge
+        np.testing.assert_array_equal(spectra.site_index, np.arange(n_ge))
+        energy = spectra.energy_ev
+        for lo, hi in DEFAULT_WINDOWS.values():
+            inside = (energy >= lo) & (energy <= hi)
+            window = spectra.intensity[:, inside]
+            # a clear peak: the maximum stands well above the window's edges
+            assert np.all(window.max(axis=1) > 5 * np.maximum(window[:, 0], window[:, -1])), name
+
+
+def test_symmetry_equivalent_sites_agree(polymorph_spectra):
+    rutile = polymorph_spectra["rutile"].intensity
+    assert np.abs(rutile - rutile[0]).max() < 1e-6
+    # In α-quartz the three Ge sites are related by the 3_1 screw; with this k-mesh and FFT grid they
+    # agree to ~1e-3 states/eV (measured), not to 1e-6: see the issue notes.
+    quartz = polymorph_spectra["quartz"].intensity
+    assert np.abs(quartz - quartz[0]).max() < 5e-3
+
+
+def test_kbpp_mean_energy_is_lower_and_stronger_in_sixfold_rutile(polymorph_spectra):
+    """Kβ″ (O 2s seen through Ge p) sits deeper and is stronger for 6-fold Ge than for 4-fold Ge,
+    relative to the VBM: more O neighbours, longer bonds, a more ionic O 2s band (docs/topics/spectra)."""
+    rutile, quartz = (polymorph_spectra[name].moments().mean(axis=0) for name in ("rutile", "quartz"))
+    assert rutile[1] < quartz[1] - 1.0  # M1 of Kβ″: -18.7 vs -17.2 eV measured
+    assert rutile[0] > quartz[0]  # M0 of Kβ″: 0.33 vs 0.29 measured
+    assert -20.5 < rutile[1] < -17.5 and -18.5 < quartz[1] < -16.0
+
+
+def test_potential_alignment_runs_pp_and_shifts_per_site(spectrum_builder):
+    results, node = run_get_node(spectrum_builder(rutile_geo2(), parameters={"alignment": "potential"}))
+    assert node.is_finished_ok, node.exit_message
+    assert any(child.process_label == "PpCalculation" for child in node.called)
+    spectra = results["spectra"]
+    assert spectra.parameters["alignment"] == "potential"
+    # both rutile sites are equivalent, so both references agree; the offset puts them near the VBM
+    np.testing.assert_allclose(spectra.reference_ev, spectra.reference_ev[0], atol=1e-6)
+    assert abs(spectra.reference_ev[0] - spectra.parameters["homo_ev"]) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("parameters", "fragment"),
+    [
+        ({"grid": [5.0, -30.0, 0.05]}, "stop > start"),
+        ({"fwhm": 0.0}, "fwhm"),
+        ({"alignment": "core-hole"}, "alignment"),
+        ({"emitter": "Si"}, "no `Si` atom"),
+        ({"alignment": "semicore"}, "3d in valence"),
+    ],
+)
+def test_bad_input_exits_before_anything_runs(spectrum_builder, parameters, fragment):
+    _, node = run_get_node(spectrum_builder(rutile_geo2(), parameters=parameters))
+    assert node.is_failed and 300 <= node.exit_status < 400
+    assert fragment in node.exit_message and not node.called
+
+
+def test_potential_alignment_needs_pp(spectrum_builder):
+    builder = spectrum_builder(rutile_geo2(), parameters={"alignment": "potential"})
+    builder.pop("pp")
+    _, node = run_get_node(builder)
+    assert node.exit_status == SpectrumWorkChain.exit_codes.ERROR_MISSING_PP.status
+
+
+def test_failed_snapshot_is_left_out_and_the_others_kept(qe_codes, pseudo_family):
+    """Three snapshots; the middle one has two atoms 0.62 Å apart (past the 0.5 Å overlap check), so
+    its SCF does not converge within 15 steps and no restart is allowed."""
+    good = rutile_geo2()
+    bad = rutile_geo2()
+    bad.positions[2] = bad.positions[0] + [0.62, 0.0, 0.0]
+    structures = [orm.StructureData(ase=atoms) for atoms in (good, bad, good)]
+    builder = SpectraWorkChain.get_builder_from_protocol(
+        qe_codes["pw"], qe_codes["projwfc"], structures, protocol="fast", labels=[0.0, 10.0, 20.0],
+        overrides={"scf": {"max_iterations": 1, "pw": {"parameters": {"ELECTRONS": {"electron_maxstep": 15}}}}})
+    results, node = run_get_node(builder)
+    assert node.exit_status == SpectraWorkChain.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.status, node.exit_message
+    assert "1 of 3" in node.exit_message
+    merged = results["spectra"]
+    np.testing.assert_array_equal(merged.snapshot_index, [0, 0, 2, 2])
+    np.testing.assert_array_equal(merged.label, [0.0, 0.0, 20.0, 20.0])
+    assert set(results["snapshot_spectra"]) == {"snapshot_0", "snapshot_2"}
+
+
+def test_spectra_bad_input(qe_codes, pseudo_family):
+    structures = [orm.StructureData(ase=rutile_geo2())]
+    builder = SpectraWorkChain.get_builder_from_protocol(
+        qe_codes["pw"], qe_codes["projwfc"], structures, protocol="fast", labels=[0.0, 1.0])
+    _, node = run_get_node(builder)
+    assert node.exit_status == SpectraWorkChain.exit_codes.ERROR_INVALID_LABELS.status
+    atoms = rutile_geo2()
+    atoms.symbols = ["Si" if s == "Ge" else s for s in atoms.get_chemical_symbols()]
+    builder = SpectraWorkChain.get_builder_from_protocol(
+        qe_codes["pw"], qe_codes["projwfc"], [orm.StructureData(ase=atoms)], protocol="fast")
+    _, node = run_get_node(builder)
+    assert node.exit_status == SpectraWorkChain.exit_codes.ERROR_INVALID_SNAPSHOT.status
+    assert "no `Ge` atom" in node.exit_message
