@@ -137,7 +137,7 @@ def coulomb_features(numbers, vectors) -> np.ndarray:
     :param numbers: (n, n_atoms) atomic numbers; 0 marks a padding slot (its row and column are 0).
     :param vectors: (n, n_atoms, 3) positions in Å (any origin; slot 0 is the centre).
     :returns: (n, n_atoms*(n_atoms+1)//2) upper triangle incl. diagonal, row-major; diagonal
-        0.5 Z**2.4, off-diagonal Z_i Z_j / |R_i - R_j| in 1/Å.
+        0.5 Z**2.4, off-diagonal ``Z_i Z_j / |R_i - R_j|`` in 1/Å.
     :raises ValueError: when two non-padding slots are closer than :data:`OVERLAP_TOLERANCE` Å.
     """
     numbers = as_finite_array(numbers, "numbers", ndim=2)
@@ -162,7 +162,7 @@ def local_coulomb_matrix(atoms, centers=None, n_atoms: int = 20, species: str = 
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: chemical symbol of the centres when ``centers`` is None (default "Ge").
     :returns: (n_centers, n_atoms*(n_atoms+1)//2) features: upper triangle incl. diagonal,
-        row-major; M_ii = 0.5 Z_i**2.4, M_ij = Z_i Z_j / |R_i - R_j| with R in Å.
+        row-major; ``M_ii = 0.5 Z_i**2.4``, ``M_ij = Z_i Z_j / |R_i - R_j|`` with R in Å.
     :raises ValueError: when ``atoms`` is not an ase.Atoms, no atom is of ``species``, ``n_atoms``
         < 2, a centre index is out of range, or atoms overlap.
     """

@@ -1,10 +1,10 @@
 """Site-resolved Kβ emission spectra from projections on atomic p orbitals (SCIENCE.md §2).
 
-For emitting site s, with k-point weights w_k (normalized to sum 1) and occupied states n:
+For emitting site s, with k-point weights w_k (normalized to sum 1) and occupied states n::
 
     I_s(E) = Σ_{n,k} w_k |<p_s|ψ_nk>|² G(E − (ε_nk − E_ref,s))
 
-where |<p_s|ψ>|² is summed over the three p orbitals of the site and G is a unit-area Gaussian
+where ``|<p_s|ψ>|²`` is summed over the three p orbitals of the site and G is a unit-area Gaussian
 of full width at half maximum ``fwhm`` (eV), optionally convolved with a Lorentzian (Voigt) of
 FWHM ``lorentzian_fwhm`` for the 1s core-hole lifetime. Intensities are in states/eV per site.
 """
@@ -84,8 +84,10 @@ def map_orbitals_to_sites(orbital_positions, site_positions, cell, pbc=(True, Tr
 
     projwfc.x orbitals carry a position but no atom index; MD cells may hold atoms outside the cell.
 
-    :param orbital_positions: (n_orb, 3) Å. :param site_positions: (n_sites, 3) Å.
-    :param cell: (3, 3) cell rows in Å. :param pbc: periodic axes.
+    :param orbital_positions: (n_orb, 3) Å.
+    :param site_positions: (n_sites, 3) Å.
+    :param cell: (3, 3) cell rows in Å.
+    :param pbc: periodic axes.
     :param tol: largest accepted orbital–site distance in Å.
     :raises ValueError: when an orbital has no site within ``tol`` Å.
     """
@@ -109,10 +111,12 @@ def map_orbitals_to_sites(orbital_positions, site_positions, cell, pbc=(True, Tr
 
 
 def project_sites(orbital_projections, orbital_site, orbital_l, n_sites: int, l: int = 1) -> np.ndarray:
-    """Sum |<orbital|ψ_nk>|² over the orbitals of angular momentum ``l`` of each site.
+    """Sum ``|<orbital|ψ_nk>|²`` over the orbitals of angular momentum ``l`` of each site.
 
-    :param orbital_projections: (n_orb, n_k, n_bands). :param orbital_site: (n_orb,) site index.
-    :param orbital_l: (n_orb,) angular momentum. :returns: (n_sites, n_k, n_bands).
+    :param orbital_projections: (n_orb, n_k, n_bands).
+    :param orbital_site: (n_orb,) site index.
+    :param orbital_l: (n_orb,) angular momentum.
+    :returns: (n_sites, n_k, n_bands).
     """
     weights = as_finite_array(orbital_projections, "orbital_projections", ndim=3)
     site = np.asarray(orbital_site, dtype=int)
@@ -132,10 +136,11 @@ def site_spectra(eigenvalues, projections, k_weights, grid=None, fwhm: float = 1
     """Broadened p-projected occupied DOS of each site, aligned (SCIENCE.md §2).
 
     :param eigenvalues: (n_k, n_bands) Kohn–Sham energies, eV, absolute.
-    :param projections: (n_sites, n_k, n_bands) Σ_p |<p_s|ψ_nk>|² of each site.
+    :param projections: (n_sites, n_k, n_bands) ``Σ_p |<p_s|ψ_nk>|²`` of each site.
     :param k_weights: (n_k,) weights; normalized here to sum 1 (QE's sum to 2 without spin).
-    :param grid: (n_E,) energies relative to the reference, eV; default :func:`energy_grid`().
-    :param fwhm: Gaussian FWHM in eV (default 1.0). :param lorentzian_fwhm: Lorentzian FWHM, eV (0).
+    :param grid: (n_E,) energies relative to the reference, eV; default: the grid of :func:`energy_grid`.
+    :param fwhm: Gaussian FWHM in eV (default 1.0).
+    :param lorentzian_fwhm: Lorentzian FWHM, eV (default 0).
     :param alignment: 'vbm' (default): E_ref = ``homo`` for every site; 'semicore': E_ref = the
         site's d-band centroid over occupied states (``d_projections`` needed); 'potential':
         E_ref = ``reference`` per site, given by the caller (eV).
