@@ -98,8 +98,13 @@ def fractional_coordination(distances, Z, cutoff: float = 2.3, width: float = 0.
 
 
 def analyze_coulomb(features, n_atoms: int, z_center: float = 32, species=DEFAULT_SPECIES,
-                    cutoff: float = 2.3, width: float = 0.1, neighbour_z: int = 8) -> dict:
+                    cutoff: float = 2.3, width: float = 0.1, neighbour_z: int = 8, monotonic: bool = True) -> dict:
     """Distances, species and coordination read from (pseudo-)Coulomb-matrix features.
+
+    With ``monotonic`` (default) the distances are made non-decreasing along the slots, as the
+    descriptor orders neighbours by distance. A pseudo-matrix (an ensemble mean, or an ECA
+    reconstruction) mixes species in the outer slots; such a slot reads back as a spuriously short
+    distance of the rounded species, and would count as a neighbour inside ``cutoff``.
 
     :returns: dict of arrays, one row per sample: ``distances_angstrom`` (n, n_atoms-1),
         ``species`` (n, n_atoms-1) atomic numbers, ``cn`` (n,) int, ``cn_fractional`` (n,) float
@@ -107,6 +112,8 @@ def analyze_coulomb(features, n_atoms: int, z_center: float = 32, species=DEFAUL
         mean distance of the ``neighbour_z`` atoms closer than ``cutoff`` Å (NaN when there is none).
     """
     distances, z = distances_from_coulomb(features, n_atoms, z_center=z_center, species=species)
+    if monotonic:
+        distances = np.maximum.accumulate(distances, axis=1)
     cn = coordination_number(distances, z, cutoff=cutoff, neighbour_z=neighbour_z)
     in_shell = (z == neighbour_z) & (distances < cutoff)
     total = np.sum(np.where(in_shell, distances, 0.0), axis=1)

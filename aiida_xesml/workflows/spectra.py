@@ -7,6 +7,7 @@ from aiida.common import AttributeDict
 from aiida.engine import WorkChain
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
+from aiida_xesml.calculations.extract_snapshots import extract_snapshots
 from aiida_xesml.calculations.merge_spectra import merge_spectra
 from aiida_xesml.workflows.common import PROTOCOL_DIR
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain, check_spectrum_parameters, spectrum_parameters
@@ -71,9 +72,11 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         return builder
 
     def _structures(self) -> list[orm.StructureData]:
+        """The snapshots in order; frames of a trajectory go through a calcfunction so that each
+        structure is linked to the trajectory it came from."""
         if "snapshots" in self.inputs:
-            trajectory = self.inputs.snapshots
-            return [trajectory.get_step_structure(index) for index in range(trajectory.numsteps)]
+            frames = extract_snapshots(self.inputs.snapshots, metadata={"call_link_label": "extract_snapshots"})
+            return [frames[key] for key in sorted(frames, key=_natural_key)]
         return [self.inputs.structures[key] for key in sorted(self.inputs.structures, key=_natural_key)]
 
     def validate_inputs(self):

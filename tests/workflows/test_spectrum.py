@@ -133,3 +133,23 @@ def test_spectra_bad_input(qe_codes, pseudo_family):
     _, node = run_get_node(builder)
     assert node.exit_status == SpectraWorkChain.exit_codes.ERROR_INVALID_SNAPSHOT.status
     assert "no `Ge` atom" in node.exit_message
+
+
+def test_snapshots_from_a_trajectory_keep_their_provenance(qe_codes, pseudo_family):
+    """Frames of a TrajectoryData become structures through a calcfunction linked to it."""
+    atoms = rutile_geo2()
+    trajectory = orm.TrajectoryData()
+    shifted = atoms.positions + 0.02
+    trajectory.set_trajectory(symbols=atoms.get_chemical_symbols(), positions=np.stack([atoms.positions, shifted]),
+                              cells=np.stack([atoms.cell[:]] * 2), pbc=(True, True, True))
+    trajectory.store()
+    builder = SpectraWorkChain.get_builder_from_protocol(qe_codes["pw"], qe_codes["projwfc"], trajectory,
+                                                         protocol="fast")
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    for child in node.called:
+        if child.process_label == "SpectrumWorkChain":
+            creator = child.inputs.structure.creator
+            assert creator.process_label == "extract_snapshots"
+            assert creator.inputs.trajectory.uuid == trajectory.uuid
+    assert results["spectra"].n_spectra == 4
