@@ -22,6 +22,8 @@ AMU_G = 1.66053906660e-24
 AMU_A2_PER_FS2_IN_EV = 103.642696  # 1 amu Å²/fs² in eV
 
 _TEMPERATURE_RE = re.compile(r"^\s*temperature\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
+# vc-md (vcsmd) prints "Ekin = ... Ry    T =  292.7 K  Etot = ..." instead.
+_VC_TEMPERATURE_RE = re.compile(r"^\s*Ekin\s*=\s*\S+\s*Ry\s+T\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
 
 
 def fs_to_ry_time(timestep_fs: float) -> float:
@@ -85,13 +87,14 @@ def kinetic_temperature(velocities, masses_amu, remove_com: bool = False) -> flo
 
 
 def parse_md_temperatures(text: str) -> np.ndarray:
-    """Temperatures (K) printed by pw.x after each MD step (``temperature = ... K`` lines).
+    """Temperatures (K) printed by pw.x after each MD step (``temperature = ... K`` lines; for
+    vc-md the ``Ekin = ... Ry  T = ... K`` lines).
 
     The i-th value belongs to frame i of the segment's trajectory (frame 0 is the input geometry):
     pw.x prints the Verlet (central-difference) velocity of the current frame while moving past it.
     """
-    values = [float(match.replace("D", "E").replace("d", "e")) for match in _TEMPERATURE_RE.findall(text)]
-    return np.asarray(values, dtype=float)
+    matches = _TEMPERATURE_RE.findall(text) or _VC_TEMPERATURE_RE.findall(text)
+    return np.asarray([float(match.replace("D", "E").replace("d", "e")) for match in matches], dtype=float)
 
 
 def stitch_segments(segments: list[dict], n_kept: list[int]) -> dict[str, np.ndarray]:

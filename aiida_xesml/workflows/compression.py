@@ -197,6 +197,7 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
             inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
             inputs.structure = self.ctx.structure
             inputs.nstep = self.inputs.nstep_variable_cell
+            inputs.nstep_per_segment = self.inputs.nstep_variable_cell  # vc-md cannot be restarted (xesml.md)
             inputs.pressure_gpa = orm.Float(self._pressure)
             inputs.temperature_k = self.inputs.temperature_k
             inputs.metadata.call_link_label = f"vc_md_{label}"

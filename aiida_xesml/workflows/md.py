@@ -144,6 +144,11 @@ class MdWorkChain(ProtocolMixin, WorkChain):
         reason = check_pseudos(self.inputs.structure, self.inputs.md.pw.get("pseudos", {}))
         if reason:
             return self.exit_codes.ERROR_MISSING_PSEUDO.format(reason=reason)
+        if "pressure_gpa" in self.inputs and per_segment < nstep:
+            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(
+                reason=f"vc-md runs in one segment: pw.x 6.7 cannot restart vc-md (the restarted run stops "
+                       f"without output) and cell velocities are not printed; set nstep_per_segment >= nstep "
+                       f"({nstep}) or use md in a fixed cell.")
         if "initial_velocities" in self.inputs:
             shape = self.inputs.initial_velocities.get_array("velocities").shape
             if shape != (len(self.inputs.structure.sites), 3):

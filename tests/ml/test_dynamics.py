@@ -94,3 +94,12 @@ def test_timestep_conversions():
     assert dynamics.fs_to_ry_time(dynamics.RY_TIME_FS) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="timestep_fs"):
         dynamics.fs_to_ry_time(0.0)
+
+
+def test_parse_vc_md_temperatures():
+    text = """
+     Entering Dynamics;  it =     1   time =  0.00000 pico-seconds
+     Ekin =     0.01425065 Ry    T =    0.0 K  Etot =     -493.20700385
+     Ekin =     0.01946242 Ry    T =  292.7 K  Etot =     -493.20633196
+"""
+    np.testing.assert_allclose(dynamics.parse_md_temperatures(text), [0.0, 292.7])

@@ -88,3 +88,12 @@ def test_missing_pseudopotential_exits(compression_builder):
     _, node = run_get_node(builder)
     assert node.exit_status == CompressionWorkChain.exit_codes.ERROR_MISSING_PSEUDO.status
     assert not node.called
+
+
+def test_vc_md_variable_cell_step(compression_builder):
+    builder = compression_builder([10.0], variable_cell="vc-md", nstep_variable_cell=3)
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    mds = [c for c in node.called if c.process_label == "MdWorkChain"]
+    assert len(mds) == 2 and sum("pressure_gpa" in c.inputs for c in mds) == 1
+    assert results["p_10"]["summary"]["n_snapshots"] == 3

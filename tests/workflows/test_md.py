@@ -115,3 +115,21 @@ def test_missing_pseudopotential_exits(md_builder):
     _, node = run_get_node(builder)
     assert node.exit_status == MdWorkChain.exit_codes.ERROR_MISSING_PSEUDO.status
     assert "O" in node.exit_message
+
+
+def test_vc_md_at_a_pressure_changes_the_cell(md_builder):
+    results, node = run_get_node(md_builder(nstep=3, nstep_per_segment=5, pressure_gpa=20.0))
+    assert node.is_finished_ok, node.exit_message
+    trajectory = results["trajectory"]
+    assert trajectory.numsteps == 4
+    volumes = np.abs(np.linalg.det(trajectory.get_array("cells")))
+    assert np.ptp(volumes) > 1e-3  # the cell moves
+    assert trajectory.get_array("temperature").shape == (4,)
+    calculation = [c for c in node.called_descendants if c.process_type and c.process_type.endswith("pw")]
+    assert calculation[0].inputs.parameters["CONTROL"]["calculation"] == "vc-md"
+
+
+def test_vc_md_over_several_segments_is_refused(md_builder):
+    _, node = run_get_node(md_builder(nstep=6, nstep_per_segment=3, pressure_gpa=20.0))
+    assert node.exit_status == MdWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
+    assert "nstep_per_segment" in node.exit_message and not node.called
