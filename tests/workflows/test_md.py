@@ -56,8 +56,9 @@ def _fail_first_segments(monkeypatch, n_failures, status=400):
     return calls
 
 
-def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch):
-    _fail_first_segments(monkeypatch, 1)
+@pytest.mark.parametrize("status", [400, 410])  # out of walltime; electronic convergence failed
+def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch, status):
+    _fail_first_segments(monkeypatch, 1, status)
     results, node = run_get_node(md_builder(nstep=4, nstep_per_segment=3, temperature_k=600.0))
     assert node.is_finished_ok, node.exit_message
     trajectory = results["trajectory"]
@@ -76,6 +77,11 @@ def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch
         before = parse_md_temperatures(handle.read())[2]
     after = trajectory.get_array("temperature")[2]
     assert abs(after - before) / before < 0.05, (before, after)
+    mixing = [segment.inputs.pw.parameters["ELECTRONS"]["mixing_beta"] for segment in segments]
+    if status == 410:  # an electronic failure makes the continuation mix more gently
+        assert mixing[1] == pytest.approx(0.7 * mixing[0])
+    else:
+        assert mixing[1] == mixing[0]
 
 
 def test_second_failure_of_the_same_kind_exits(md_builder, monkeypatch):
