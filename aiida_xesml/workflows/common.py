@@ -59,6 +59,16 @@ def resolve_options(options: dict | None) -> dict:
     return resolved
 
 
+class CleanWorkdirMixin:
+    """``on_terminated`` that cleans the remote folders of all calculations when the work chain's
+    ``clean_workdir`` input is True (as aiida-quantumespresso's work chains do)."""
+
+    def on_terminated(self):
+        super().on_terminated()
+        if self.inputs.clean_workdir.value:
+            clean_remote_folders(self.node, self.report)
+
+
 def clean_remote_folders(node, report) -> None:
     """Clean the remote working folders of every calculation below ``node``."""
     cleaned = []

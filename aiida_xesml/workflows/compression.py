@@ -18,7 +18,7 @@ from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_xesml.calculations.compression_table import compression_table
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
-from aiida_xesml.workflows.common import PROTOCOL_DIR, check_pseudos, check_structure
+from aiida_xesml.workflows.common import PROTOCOL_DIR, CleanWorkdirMixin, check_pseudos, check_structure
 from aiida_xesml.workflows.md import KBAR_PER_GPA, MdWorkChain, pw_base_builder
 
 VARIABLE_CELL_METHODS = ("vc-relax", "vc-md")
@@ -29,7 +29,7 @@ def pressure_label(pressure_gpa: float) -> str:
     return "p_" + f"{float(pressure_gpa):g}".replace(".", "_").replace("-", "m")
 
 
-class CompressionWorkChain(ProtocolMixin, WorkChain):
+class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     """Variable-cell step plus NVT MD at each pressure of an ascending ladder; snapshots per pressure."""
 
     @classmethod
@@ -262,13 +262,6 @@ class CompressionWorkChain(ProtocolMixin, WorkChain):
     def results(self):
         table = compression_table(metadata={"call_link_label": "summary_table"}, **self.ctx.summaries)
         self.out("summary_table", table)
-
-    def on_terminated(self):
-        super().on_terminated()
-        if self.inputs.clean_workdir.value:
-            from aiida_xesml.workflows.common import clean_remote_folders
-
-            clean_remote_folders(self.node, self.report)
 
 
 def _final_outputs(node) -> dict:

@@ -23,6 +23,7 @@ from aiida_xesml.calculations.stitch_md_segments import stitch_md_segments
 from aiida_xesml.ml.dynamics import fs_to_ry_time, velocities_to_ry_units
 from aiida_xesml.workflows.common import (
     PROTOCOL_DIR,
+    CleanWorkdirMixin,
     check_pseudos,
     check_structure,
     gamma_kpoints,
@@ -37,7 +38,7 @@ MIXING_REDUCTION = 0.7
 KBAR_PER_GPA = 10.0
 
 
-class MdWorkChain(ProtocolMixin, WorkChain):
+class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     """Born–Oppenheimer MD (``md``, or ``vc-md`` at a pressure) with pw.x, in restartable segments."""
 
     @classmethod
@@ -320,13 +321,6 @@ class MdWorkChain(ProtocolMixin, WorkChain):
         self.report(f"MD done: {summary['nstep']} steps, <T> = {summary['temperature_mean_k']:.0f} K, "
                     f"<P> = {summary['pressure_gpa']:.2f} GPa, density {summary['density_g_cm3']:.3f} g/cm3")
         return None
-
-    def on_terminated(self):
-        super().on_terminated()
-        if self.inputs.clean_workdir.value:
-            from aiida_xesml.workflows.common import clean_remote_folders
-
-            clean_remote_folders(self.node, self.report)
 
 
 def pw_base_builder(code, structure, protocol_inputs: dict, pseudo_family: str, options=None, gamma_only=False):

@@ -15,7 +15,13 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_xesml.calculations.compute_spectra import compute_spectra
-from aiida_xesml.workflows.common import PROTOCOL_DIR, check_pseudos, check_structure, resolve_options
+from aiida_xesml.workflows.common import (
+    PROTOCOL_DIR,
+    CleanWorkdirMixin,
+    check_pseudos,
+    check_structure,
+    resolve_options,
+)
 from aiida_xesml.workflows.md import pw_base_builder
 
 ProjwfcCalculation = CalculationFactory("quantumespresso.projwfc")
@@ -66,7 +72,7 @@ def check_spectrum_parameters(parameters: dict, structure: orm.StructureData | N
     return None
 
 
-class SpectrumWorkChain(ProtocolMixin, WorkChain):
+class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     """SCF + projwfc.x (+ pp.x for the potential alignment) → Kβ spectra of all emitters of a snapshot."""
 
     @classmethod
@@ -215,13 +221,6 @@ class SpectrumWorkChain(ProtocolMixin, WorkChain):
         self.out("spectra", spectra)
         self.report(f"{spectra.n_spectra} site spectra ({self.ctx.parameters['alignment']} alignment)")
         return None
-
-    def on_terminated(self):
-        super().on_terminated()
-        if self.inputs.clean_workdir.value:
-            from aiida_xesml.workflows.common import clean_remote_folders
-
-            clean_remote_folders(self.node, self.report)
 
 
 def has_semicore_d(pseudo) -> bool:

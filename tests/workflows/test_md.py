@@ -139,3 +139,14 @@ def test_vc_md_over_several_segments_is_refused(md_builder):
     _, node = run_get_node(md_builder(nstep=6, nstep_per_segment=3, pressure_gpa=20.0))
     assert node.exit_status == MdWorkChain.exit_codes.ERROR_INVALID_PARAMETERS.status
     assert "nstep_per_segment" in node.exit_message and not node.called
+
+
+def test_clean_workdir_empties_the_remote_folders(md_builder):
+    builder = md_builder(nstep=1)
+    builder.clean_workdir = orm.Bool(True)
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    calculations = [c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)]
+    assert calculations
+    for calculation in calculations:
+        assert calculation.outputs.remote_folder.is_empty
