@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.xesml-installed
 # A project-local AiiDA configuration, so nothing touches ~/.aiida.
 export AIIDA_PATH := $(CURDIR)/.aiida
+# `verdi` (which the daemon is started with) and the console scripts come from the virtualenv.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo test setup install docs clean
 

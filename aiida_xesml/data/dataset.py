@@ -15,7 +15,8 @@ class XesDatasetData(orm.ArrayData):
     (n, m) spectral moments (M0 in states, M1 and M2 in eV, M3 dimensionless); ``snapshot_index``,
     ``site_index`` (n,) where each row comes from; ``label`` (n,) a number per row, e.g. the
     pressure in GPa (NaN when unset). Attributes: ``moment_names``, ``descriptor`` (n_atoms,
-    species), ``windows`` (eV).
+    species), ``windows`` (eV), ``labels`` (sorted distinct labels), ``label_min``, ``label_max``,
+    ``n_rows``, ``n_features``.
     """
 
     def set_dataset(self, descriptors, moments, snapshot_index, site_index, label=None, moment_names=None,
@@ -44,6 +45,11 @@ class XesDatasetData(orm.ArrayData):
         self.base.attributes.set("windows", dict(windows or {}))
         self.base.attributes.set("n_rows", int(len(x)))
         self.base.attributes.set("n_features", int(x.shape[1]))
+        finite = rows["label"][np.isfinite(rows["label"])]
+        # Label range and values as attributes, so that QueryBuilder can select data sets by pressure.
+        self.base.attributes.set("labels", sorted({float(v) for v in finite}))
+        self.base.attributes.set("label_min", float(finite.min()) if len(finite) else None)
+        self.base.attributes.set("label_max", float(finite.max()) if len(finite) else None)
 
     @property
     def descriptors(self) -> np.ndarray:
@@ -68,6 +74,14 @@ class XesDatasetData(orm.ArrayData):
     @property
     def moment_names(self) -> list[str]:
         return self.base.attributes.get("moment_names")
+
+    def get_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(descriptors, moments)``: the emulator's X (n, d) and Y (n, m), rows in the stored order."""
+        return self.descriptors, self.moments
+
+    @property
+    def n_features(self) -> int:
+        return self.base.attributes.get("n_features")
 
     @property
     def n_rows(self) -> int:

@@ -167,7 +167,8 @@ class ECA(TransformerMixin, BaseEstimator):
             raise ValueError(f"`T` has {T.shape[1]} columns; the ECA has {len(self.components_)} components")
         return self.emulator.unscale_x(T @ self.components_)
 
-    def inverse(self, Y, n_starts: int = 4, max_iter: int = 100, prior: float = 1e-3) -> np.ndarray:
+    def inverse(self, Y, n_starts: int = 4, max_iter: int = 100, prior: float = 1e-3,
+                target_weights=None) -> np.ndarray:
         """Scores T (n, k) whose expansion the emulator maps closest to each target row of Y.
 
         Minimizes ||f(t_i V) − y_i||² + prior ||(t_i − t̄)/σ_t||² (standardized Y; t̄ and σ_t the
@@ -178,6 +179,11 @@ class ECA(TransformerMixin, BaseEstimator):
         emulator's analytic Jacobian at all rows and solves one k × k system per row. Starts: the
         training-score mean and ``n_starts - 1`` seeded draws with the training scores' spread; the
         best start is kept per row. ``inverse_loss_`` holds each row's final loss (residual + prior).
+
+        ``target_weights`` (m,), >= 0, multiply each target's squared standardized residual (default
+        all 1). Giving a target the emulator's held-out R² (clipped to [0, 1]) as its weight keeps
+        targets that the emulator cannot predict (noise, as far as the descriptor is concerned) from
+        pulling the scores far outside the training data.
         """
         self._check_fitted()
         Y = as_finite_array(Y, "Y", ndim=(1, 2))
@@ -185,6 +191,13 @@ class ECA(TransformerMixin, BaseEstimator):
         if Y.shape[1] != self.emulator.n_outputs_:
             raise ValueError(f"`Y` has {Y.shape[1]} targets; the emulator predicts {self.emulator.n_outputs_}")
         Ys = self.emulator.scale_y(Y)
+        if target_weights is None:
+            root_w = np.ones(Ys.shape[1])
+        else:
+            w = as_finite_array(target_weights, "target_weights", ndim=1)
+            if w.shape != (Ys.shape[1],) or np.any(w < 0) or not np.any(w > 0):
+                raise ValueError(f"`target_weights` must hold {Ys.shape[1]} values >= 0, not all 0; got {w.tolist()}")
+            root_w = np.sqrt(w)
         n, k = len(Ys), len(self.components_)
         rng = np.random.default_rng(self.random_state)
         best_T, best_loss = None, np.full(n, np.inf)
@@ -192,27 +205,28 @@ class ECA(TransformerMixin, BaseEstimator):
             T0 = np.tile(self.scores_mean_, (n, 1))
             if start:
                 T0 = T0 + rng.standard_normal((n, k)) * self.scores_std_
-            T, loss = self._levenberg_marquardt(T0, Ys, max_iter, prior)
+            T, loss = self._levenberg_marquardt(T0, Ys, max_iter, prior, root_w)
             better = loss < best_loss
             best_T = T if best_T is None else np.where(better[:, None], T, best_T)
             best_loss = np.minimum(best_loss, loss)
         self.inverse_loss_ = best_loss
         return best_T
 
-    def _levenberg_marquardt(self, T, Ys, max_iter: int, prior: float, tol: float = 1e-12):
-        """Batched LM on the rows of T (n, k) against targets Ys; returns (T, per-row loss)."""
+    def _levenberg_marquardt(self, T, Ys, max_iter: int, prior: float, root_w, tol: float = 1e-12):
+        """Batched LM on the rows of T (n, k) against targets Ys, residuals scaled by ``root_w`` (m,);
+        returns (T, per-row loss)."""
         V, emulator = self.components_, self.emulator
         weight = np.sqrt(float(prior)) / self.scores_std_
 
         def residuals(T):
-            r = np.hstack([emulator.predict_scaled(T @ V) - Ys, (T - self.scores_mean_) * weight])
+            r = np.hstack([(emulator.predict_scaled(T @ V) - Ys) * root_w, (T - self.scores_mean_) * weight])
             return r, np.sum(r * r, axis=1)
 
         r, loss = residuals(T)
         damping = np.full(len(T), 1e-3)
         eye = np.eye(T.shape[1])
         for _ in range(int(max_iter)):
-            J = emulator.jacobian_scaled(T @ V) @ V.T  # (n, m, k), then the prior's rows
+            J = (emulator.jacobian_scaled(T @ V) @ V.T) * root_w[:, None]  # (n, m, k), then the prior's rows
             J = np.concatenate([J, np.broadcast_to(np.diag(weight), (len(T),) + eye.shape)], axis=1)
             A = np.einsum("nmk,nml->nkl", J, J)
             g = np.einsum("nmk,nm->nk", J, r)
@@ -232,9 +246,9 @@ class ECA(TransformerMixin, BaseEstimator):
                 break
         return T, loss
 
-    def reconstruct(self, Y, n_starts: int = 4) -> np.ndarray:
+    def reconstruct(self, Y, n_starts: int = 4, target_weights=None) -> np.ndarray:
         """X' = expand(inverse(Y)): a pseudo-descriptor (emulator input units) per target row."""
-        return self.expand(self.inverse(Y, n_starts=n_starts))
+        return self.expand(self.inverse(Y, n_starts=n_starts, target_weights=target_weights))
 
     # ----- plain arrays ---------------------------------------------------------------------------
 

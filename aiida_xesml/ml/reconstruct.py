@@ -21,6 +21,10 @@ __all__ = [
     "coordination_number",
     "fractional_coordination",
     "analyze_coulomb",
+    "ENSEMBLE_MOMENT_ORDERS",
+    "inverse_weights",
+    "reconstruct_targets",
+    "true_ensemble_means",
 ]
 
 #: Atomic numbers the diagonal is rounded to by default: the elements of GeO2 (O, Ge).
@@ -149,3 +153,82 @@ def _check_distances_and_z(distances, Z):
     if Z.shape != distances.shape:
         raise ValueError(f"`Z` must have the shape of `distances` {distances.shape}; got {Z.shape}")
     return distances, Z
+
+
+#: Moment orders that the inverse compares by default: M0 and M1. They are the moments an ensemble
+#: mean keeps (M0 of the mean spectrum is the mean M0; M1 is the M0-weighted mean M1), while M2 and M3
+#: of a mean spectrum also hold the spread between sites, which no single descriptor predicts.
+ENSEMBLE_MOMENT_ORDERS = (0, 1)
+
+
+def inverse_weights(target_names, r2, orders=ENSEMBLE_MOMENT_ORDERS) -> np.ndarray:
+    """Per-target weights of the inverse: the emulator's held-out R² clipped to [0, 1] for targets of
+    the given moment ``orders`` (names ending in ``_m<order>``), 0 for the others.
+
+    :raises ValueError: when no target gets a positive weight.
+    """
+    r2 = as_finite_array(r2, "r2", ndim=1)
+    names = list(target_names)
+    if len(names) != len(r2):
+        raise ValueError(f"`target_names` has {len(names)} names but `r2` has {len(r2)} values")
+    used = np.array([any(name.endswith(f"_m{order}") for order in orders) for name in names])
+    weights = np.where(used, np.clip(r2, 0.0, 1.0), 0.0)
+    if not np.any(weights > 0):
+        raise ValueError(f"no target of moment orders {list(orders)} is predicted (held-out R² > 0) by the emulator; "
+                         "nothing to invert")
+    return weights
+
+
+def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=None, **analysis_options) -> dict:
+    """Structure read off the moments ``Y`` through a fitted ECA (SCIENCE.md §6).
+
+    For each target row: ECA scores ``t`` that the emulator maps closest to it (``eca.inverse``),
+    the pseudo-Coulomb matrix ``t·V`` (un-standardized), and what :func:`analyze_coulomb` reads
+    from it.
+
+    :param eca: a fitted :class:`~aiida_xesml.ml.eca.ECA`.
+    :param Y: (n, m) or (m,) moments in the emulator's output units.
+    :param n_atoms: descriptor size N the emulator was trained on.
+    :param target_weights: per-target weights of the inverse (see :meth:`ECA.inverse`), e.g. the
+        emulator's held-out R² clipped to [0, 1]; None weighs all targets equally.
+    :param analysis_options: passed to :func:`analyze_coulomb` (z_center, species, cutoff Å, width Å).
+    :returns: dict of arrays, one row per target: ``scores`` (n, k), ``pseudo_coulomb`` (n, d),
+        ``predicted_moments`` (n, m) the emulator's moments of the reconstruction, ``inverse_loss``
+        (n,), and the keys of :func:`analyze_coulomb`.
+    """
+    scores = eca.inverse(Y, n_starts=n_starts, target_weights=target_weights)
+    pseudo = eca.expand(scores)
+    result = {
+        "scores": scores,
+        "pseudo_coulomb": pseudo,
+        "predicted_moments": eca.emulator.predict(pseudo),
+        "inverse_loss": np.asarray(eca.inverse_loss_, dtype=float),
+    }
+    result.update(analyze_coulomb(pseudo, n_atoms, **analysis_options))
+    return result
+
+
+def true_ensemble_means(descriptors, label, n_atoms: int, **analysis_options) -> dict:
+    """Per-label ensemble means of the structure read from the true descriptors, for comparison.
+
+    :param descriptors: (n, d) true local Coulomb matrices.
+    :param label: (n,) row labels (e.g. GPa).
+    :returns: ``label`` (k,) sorted unique labels; per label ``distances_angstrom`` (k, n_atoms-1)
+        mean distance of each neighbour slot; ``first_shell_mean_angstrom`` (k,) mean over sites of
+        each site's mean first-shell Ge–O distance; ``cn_mean`` and ``cn_fractional_mean`` (k,);
+        ``n_sites`` (k,).
+    """
+    analysis = analyze_coulomb(descriptors, n_atoms, **analysis_options)
+    label = np.asarray(label, dtype=float)
+    check_matching_rows(np.atleast_2d(descriptors), "descriptors", label, "label")
+    labels = np.unique(label)
+    rows = [label == value for value in labels]
+    distances = np.where(np.isfinite(analysis["distances_angstrom"]), analysis["distances_angstrom"], np.nan)
+    return {
+        "label": labels,
+        "distances_angstrom": np.array([np.nanmean(distances[r], axis=0) for r in rows]),
+        "first_shell_mean_angstrom": np.array([np.nanmean(analysis["first_shell_mean_angstrom"][r]) for r in rows]),
+        "cn_mean": np.array([analysis["cn"][r].mean() for r in rows]),
+        "cn_fractional_mean": np.array([analysis["cn_fractional"][r].mean() for r in rows]),
+        "n_sites": np.array([int(r.sum()) for r in rows]),
+    }

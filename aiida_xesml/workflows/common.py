@@ -38,6 +38,12 @@ def check_pseudos(structure: orm.StructureData, pseudos) -> str | None:
     return None
 
 
+def natural_key(key: str):
+    """Sort key that puts `snapshot_10` after `snapshot_9`."""
+    head, _, tail = key.rpartition("_")
+    return (head, int(tail)) if tail.isdigit() else (key, -1)
+
+
 def gamma_kpoints() -> orm.KpointsData:
     """A Γ-only k-point mesh (with ``settings.gamma_only`` pw.x uses its Γ tricks)."""
     kpoints = orm.KpointsData()

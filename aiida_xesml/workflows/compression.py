@@ -13,7 +13,6 @@ from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
-from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_xesml.calculations.compression_table import compression_table
@@ -117,11 +116,12 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         builder.cn_cutoff_angstrom = orm.Float(inputs["cn_cutoff_angstrom"])
         builder.clean_workdir = orm.Bool(inputs.get("clean_workdir", False))
         vc_inputs = dict(inputs["vc_relax"])
-        meta = {key: vc_inputs.pop(key) for key in ("max_meta_convergence_iterations",) if key in vc_inputs}
+        meta = {key: vc_inputs.pop(key) for key in ("max_meta_convergence_iterations", "meta_convergence")
+                if key in vc_inputs}
         base_relax = pw_base_builder(code, structure, vc_inputs, family, options,
                                      gamma_only=inputs.get("gamma_only", False))
         builder.vc_relax.base_relax = base_relax._inputs(prune=True)
-        builder.vc_relax.meta_convergence = orm.Bool(True)
+        builder.vc_relax.meta_convergence = orm.Bool(meta.get("meta_convergence", True))
         builder.vc_relax.max_meta_convergence_iterations = orm.Int(meta.get("max_meta_convergence_iterations", 3))
         md = MdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides=inputs["md"],
                                                    pseudo_family=family, options=options)

@@ -10,7 +10,6 @@ stitches the segments into a single TrajectoryData with exactly ``nstep + 1`` fr
 
 from __future__ import annotations
 
-import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_

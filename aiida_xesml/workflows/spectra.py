@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import WorkChain
+from aiida.engine import WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.extract_snapshots import extract_snapshots
 from aiida_xesml.calculations.merge_spectra import merge_spectra
-from aiida_xesml.workflows.common import PROTOCOL_DIR
+from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain, check_spectrum_parameters, spectrum_parameters
 
 
@@ -32,7 +32,10 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         spec.expose_inputs(SpectrumWorkChain, namespace="spectrum", exclude=("structure", "label", "clean_workdir"),
                            namespace_options={"help": "Inputs of xesml.spectrum, shared by all snapshots."})
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
-        spec.outline(cls.validate_inputs, cls.run_snapshots, cls.results)
+        spec.input("max_concurrent", valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help="0 (default): launch every snapshot at once, for a scheduler to queue. N > 0: at most N at a "
+                        "time, in waves, for a computer without a queue (core.direct on a workstation).")
+        spec.outline(cls.validate_inputs, cls.setup, while_(cls.has_pending)(cls.run_snapshots), cls.results)
         spec.output("spectra", valid_type=orm.ArrayData,
                     help="XesSpectraData of all sites of all finished snapshots (snapshot index, site index, label).")
         spec.output_namespace("snapshot_spectra", valid_type=orm.ArrayData, dynamic=True,
@@ -76,8 +79,8 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         structure is linked to the trajectory it came from."""
         if "snapshots" in self.inputs:
             frames = extract_snapshots(self.inputs.snapshots, metadata={"call_link_label": "extract_snapshots"})
-            return [frames[key] for key in sorted(frames, key=_natural_key)]
-        return [self.inputs.structures[key] for key in sorted(self.inputs.structures, key=_natural_key)]
+            return [frames[key] for key in sorted(frames, key=natural_key)]
+        return [self.inputs.structures[key] for key in sorted(self.inputs.structures, key=natural_key)]
 
     def validate_inputs(self):
         has_trajectory, has_structures = "snapshots" in self.inputs, bool(self.inputs.get("structures"))
@@ -92,7 +95,7 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         if reason:
             return self.exit_codes.ERROR_INVALID_PARAMETERS.format(reason=reason)
         if not has_trajectory:
-            for index, key in enumerate(sorted(self.inputs.structures, key=_natural_key)):
+            for index, key in enumerate(sorted(self.inputs.structures, key=natural_key)):
                 reason = check_spectrum_parameters(parameters, self.inputs.structures[key])
                 if reason:
                     return self.exit_codes.ERROR_INVALID_SNAPSHOT.format(index=index, reason=reason)
@@ -102,11 +105,25 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
                 return self.exit_codes.ERROR_INVALID_SNAPSHOT.format(index=0, reason=reason)
         return None
 
-    def run_snapshots(self):
-        """Launch one xesml.spectrum per snapshot, all at once (the daemon runs them in parallel)."""
+    def setup(self):
         structures = self._structures()
+        self.ctx.structures = structures
+        self.ctx.n_snapshots = len(structures)
+        self.ctx.n_launched = 0
+
+    def has_pending(self):
+        return self.ctx.n_launched < self.ctx.n_snapshots
+
+    def run_snapshots(self):
+        """Launch one xesml.spectrum per snapshot: all at once (the daemon and the scheduler run them in
+        parallel), or the next ``max_concurrent`` of them."""
+        structures = self.ctx.structures
         labels = self.inputs.labels.get_list() if "labels" in self.inputs else [None] * len(structures)
-        for index, (structure, label) in enumerate(zip(structures, labels)):
+        first = self.ctx.n_launched
+        size = self.inputs.max_concurrent.value
+        last = len(structures) if size <= 0 else min(len(structures), first + size)
+        for index in range(first, last):
+            structure, label = structures[index], labels[index]
             inputs = AttributeDict(self.exposed_inputs(SpectrumWorkChain, namespace="spectrum"))
             inputs.structure = structure
             if label is not None:
@@ -115,8 +132,11 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
             inputs.metadata.call_link_label = f"snapshot_{index}"
             node = self.submit(SpectrumWorkChain, **inputs)
             self.to_context(**{f"snapshot_{index}": node})
-        self.ctx.n_snapshots = len(structures)
-        self.report(f"launched {len(structures)} xesml.spectrum work chains")
+        self.ctx.n_launched = last
+        if first:
+            done = sum(self.ctx[f"snapshot_{index}"].is_finished_ok for index in range(first))
+            self.report(f"snapshots done: {done}/{len(structures)} ok so far")
+        self.report(f"launched xesml.spectrum for snapshots {first}..{last - 1} of {len(structures)}")
 
     def results(self):
         finished, failed = {}, []
@@ -138,9 +158,3 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.format(
                 failed=len(failed), total=self.ctx.n_snapshots, which=", ".join(map(str, failed)), done=len(finished))
         return None
-
-
-def _natural_key(key: str):
-    """Sort `snapshot_10` after `snapshot_9`."""
-    head, _, tail = key.rpartition("_")
-    return (head, int(tail)) if tail.isdigit() else (key, -1)

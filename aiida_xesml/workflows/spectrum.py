@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, if_
+from aiida.engine import ToContext, WorkChain
 from aiida.plugins import CalculationFactory
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain

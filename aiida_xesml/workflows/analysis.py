@@ -1,0 +1,283 @@
+"""``xesml.analysis``: snapshots and their spectra → data set → emulator → ECA → reconstruction.
+
+Every step is one calcfunction (``featurize``, ``compute_moments``, ``build_dataset``,
+``train_emulator``, ``fit_eca``, ``reconstruct``), so each arrow of SCIENCE.md §3–6 is one node in
+the provenance graph. The spectra and structures may come from ``xesml.spectra`` or from anywhere
+else: an XesSpectraData whose rows carry ``snapshot_index`` (the ``i`` of ``snapshot_<i>``) and
+``site_index`` (the emitter's atom index in that snapshot).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from aiida import orm
+from aiida.engine import WorkChain, if_
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
+
+from aiida_xesml.calculations.build_dataset import build_dataset
+from aiida_xesml.calculations.compute_moments import compute_moments, moment_windows
+from aiida_xesml.calculations.extract_snapshots import extract_snapshots
+from aiida_xesml.calculations.featurize import DEFAULT_DESCRIPTOR, featurize
+from aiida_xesml.calculations.fit_eca import DEFAULT_ECA, fit_eca
+from aiida_xesml.calculations.reconstruct import reconstruct
+from aiida_xesml.calculations.train_emulator import train_emulator
+from aiida_xesml.data.emulator import EmulatorData
+from aiida_xesml.data.spectra import XesSpectraData
+from aiida_xesml.ml.dataset import check_min_per_label
+from aiida_xesml.ml.descriptors import n_features
+from aiida_xesml.ml.training import training_settings
+from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key
+
+
+class AnalysisWorkChain(ProtocolMixin, WorkChain):
+    """Learn the spectrum ↔ structure map of a set of snapshots and read structure back from spectra."""
+
+    @classmethod
+    def define(cls, spec):
+        super().define(spec)
+        spec.input("spectra", valid_type=XesSpectraData,
+                   help="Site spectra; rows carry snapshot_index (the i of structures.snapshot_<i>), site_index and "
+                        "label (e.g. the pressure in GPa).")
+        spec.input("snapshots", valid_type=orm.TrajectoryData, required=False,
+                   help="The snapshots as frames of a trajectory (frame i is snapshot i).")
+        spec.input_namespace("structures", valid_type=orm.StructureData, dynamic=True, required=False,
+                             help="The snapshots as structures `snapshot_<i>` (alternative to `snapshots`).")
+        spec.input("descriptor_parameters", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULT_DESCRIPTOR),
+                   help="Local Coulomb matrix: n_atoms (N, 20) and species of the emitter ('Ge').")
+        spec.input("moment_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   help="windows: name -> [lo, hi] eV (default Kβ″ [-24, -13], Kβ2 [-12, 2]).")
+        spec.input("training_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   help="Emulator settings (hidden_layer_sizes, activation, alpha, max_iter, test_fraction, seed).")
+        spec.input("min_samples_per_label", valid_type=orm.Int, default=lambda: orm.Int(4),
+                   help="Every label needs at least this many site spectra to be trained on and held out.")
+        spec.input("emulator", valid_type=EmulatorData, required=False,
+                   help="A trained emulator to use instead of training one (same descriptor and windows).")
+        spec.input("eca_parameters", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULT_ECA),
+                   help="ECA: n_components (3) and seed (0).")
+        spec.input("reconstruction_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
+                   help="Reconstruction: ensemble_mean (True), cutoff_angstrom (2.3), n_starts (4).")
+        spec.input("target_spectra", valid_type=XesSpectraData, required=False,
+                   help="Further spectra (e.g. measured ones, on the same energy reference) to reconstruct, row by row.")
+        spec.outline(
+            cls.validate_inputs,
+            cls.make_dataset,
+            if_(cls.should_train)(cls.train),
+            cls.analyse,
+            cls.results,
+        )
+        spec.output("descriptors", valid_type=orm.ArrayData, help="Local Coulomb matrices per (snapshot, site).")
+        spec.output("moments", valid_type=orm.ArrayData, help="Moments per spectrum row (M0 states, M1/M2 eV, M3 1).")
+        spec.output("dataset", valid_type=orm.ArrayData, help="XesDatasetData: descriptors and moments, row by row.")
+        spec.output("emulator", valid_type=EmulatorData, help="The emulator (trained here, or the given one).")
+        spec.output("metrics", valid_type=orm.Dict, required=False,
+                    help="Held-out Pearson r, R² and RMSE per moment (when trained here).")
+        spec.output("eca", valid_type=orm.ArrayData, help="XesEcaData: components and covered variance (Y and X).")
+        spec.output("reconstruction", valid_type=orm.ArrayData,
+                    help="Per label, from its ensemble-mean spectrum: scores, pseudo-Coulomb matrix, distances (Å), "
+                         "species, CN, with the true ensemble means beside them.")
+        spec.output("reconstruction_summary", valid_type=orm.Dict, help="The reconstruction per label as a table.")
+        spec.output("target_reconstruction", valid_type=orm.ArrayData, required=False,
+                    help="The reconstruction of every row of `target_spectra`.")
+        spec.exit_code(301, "ERROR_NO_SNAPSHOTS", message="Give either `snapshots` or `structures` (not both, not none).")
+        spec.exit_code(302, "ERROR_MISMATCHED_ROWS", message="The spectra do not match the snapshots: {reason}")
+        spec.exit_code(303, "ERROR_TOO_FEW_SAMPLES", message="{reason}")
+        spec.exit_code(304, "ERROR_INVALID_ECA", message="{reason}")
+        spec.exit_code(305, "ERROR_EMULATOR_MISMATCH", message="The given emulator does not fit this data: {reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="{reason}")
+        spec.exit_code(307, "ERROR_INVALID_SPECTRA", message="The spectra cannot be turned into moments: {reason}")
+        spec.exit_code(401, "ERROR_STEP_FAILED", message="The {step} step failed: {reason}")
+
+    @classmethod
+    def get_protocol_filepath(cls):
+        return PROTOCOL_DIR / "analysis.yaml"
+
+    @classmethod
+    def get_builder_from_protocol(cls, spectra=None, structures=None, protocol=None, overrides=None, **_):
+        """Return a builder with the protocol's settings; ``spectra`` and ``structures`` (a list, a
+        dict ``snapshot_<i>`` or a TrajectoryData) may be left for later (the pipeline fills them)."""
+        inputs = cls.get_protocol_inputs(protocol, overrides)
+        builder = cls.get_builder()
+        for key in ("descriptor", "moment", "training", "eca", "reconstruction"):
+            builder[f"{key}_parameters"] = orm.Dict(inputs.get(f"{key}_parameters", {}))
+        builder.min_samples_per_label = orm.Int(inputs["min_samples_per_label"])
+        if spectra is not None:
+            builder.spectra = spectra
+        if isinstance(structures, orm.TrajectoryData):
+            builder.snapshots = structures
+        elif isinstance(structures, dict):
+            builder.structures = structures
+        elif structures is not None:
+            builder.structures = {f"snapshot_{index}": structure for index, structure in enumerate(structures)}
+        return builder
+
+    # ----- steps ----------------------------------------------------------------------------------
+
+    def _descriptor(self) -> dict:
+        return {**DEFAULT_DESCRIPTOR, **self.inputs.descriptor_parameters.get_dict()}
+
+    def validate_inputs(self):
+        """Check that spectra and snapshots belong together and that every setting is usable."""
+        has_trajectory, has_structures = "snapshots" in self.inputs, bool(self.inputs.get("structures"))
+        if has_trajectory == has_structures:
+            return self.exit_codes.ERROR_NO_SNAPSHOTS
+        species = self._descriptor()["species"]
+
+        if has_trajectory:
+            count = self.inputs.snapshots.numsteps
+            def symbols_of(i):
+                return self.inputs.snapshots.symbols
+        else:
+            keys = sorted(self.inputs.structures, key=natural_key)
+            wrong = [key for key in keys if not key.startswith("snapshot_") or not key[9:].isdigit()]
+            if wrong:
+                return self.exit_codes.ERROR_MISMATCHED_ROWS.format(
+                    reason=f"structures must be named snapshot_<i>; got {wrong[:3]}.")
+            numbers = {int(key[9:]): key for key in keys}
+            count = None
+            def symbols_of(i):
+                return self.inputs.structures[numbers[i]].get_ase().get_chemical_symbols() if i in numbers else None
+        spectra = self.inputs.spectra
+        snapshot_index, site_index = spectra.snapshot_index, spectra.site_index
+        for i in np.unique(snapshot_index):
+            symbols = symbols_of(int(i)) if (count is None or 0 <= i < count) else None
+            if symbols is None:
+                return self.exit_codes.ERROR_MISMATCHED_ROWS.format(
+                    reason=f"spectra rows refer to snapshot {int(i)}, which is not among the given snapshots.")
+            sites = site_index[snapshot_index == i]
+            bad = [int(s) for s in sites if not 0 <= s < len(symbols) or symbols[s] != species]
+            if bad:
+                return self.exit_codes.ERROR_MISMATCHED_ROWS.format(
+                    reason=f"snapshot {int(i)} has no `{species}` atom at site(s) {bad[:5]} that the spectra name; "
+                           "spectra and snapshots must come from the same structures.")
+
+        try:
+            check_min_per_label(spectra.label, self.inputs.min_samples_per_label.value)
+        except ValueError as exc:
+            return self.exit_codes.ERROR_TOO_FEW_SAMPLES.format(reason=str(exc))
+        reason = check_settings(self.inputs)
+        if reason:
+            return self.exit_codes[reason[0]].format(reason=reason[1])
+        windows = moment_windows(self.inputs.moment_parameters)
+        self.ctx.windows = windows
+        return None
+
+    def _structures(self) -> dict[str, orm.StructureData]:
+        if "snapshots" in self.inputs:
+            return dict(extract_snapshots(self.inputs.snapshots, metadata={"call_link_label": "extract_snapshots"}))
+        return dict(self.inputs.structures)
+
+    def make_dataset(self):
+        """Descriptors of the snapshots, moments of the spectra, joined into one data set."""
+        spectra = self.inputs.spectra
+        try:
+            moments = compute_moments(spectra, self.inputs.moment_parameters,
+                                      metadata={"call_link_label": "compute_moments"})["moments"]
+        except ValueError as exc:
+            return self.exit_codes.ERROR_INVALID_SPECTRA.format(reason=str(exc))
+        structures = self._structures()
+        try:
+            descriptors = featurize(self.inputs.descriptor_parameters, metadata={"call_link_label": "featurize"},
+                                    **structures)["descriptors"]
+            dataset = build_dataset(descriptors, moments, metadata={"call_link_label": "build_dataset"})["dataset"]
+        except ValueError as exc:
+            return self.exit_codes.ERROR_STEP_FAILED.format(step="featurize / build_dataset", reason=str(exc))
+        self.out("moments", moments)
+        self.out("descriptors", descriptors)
+        self.out("dataset", dataset)
+        self.ctx.dataset = dataset
+        labels = sorted({float(v) for v in dataset.label})
+        self.report(f"data set: {dataset.n_rows} site spectra from {len(structures)} snapshots, labels {labels}")
+        return None
+
+    def should_train(self):
+        return "emulator" not in self.inputs
+
+    def train(self):
+        try:
+            results = train_emulator(self.ctx.dataset, self.inputs.training_parameters,
+                                     metadata={"call_link_label": "train_emulator"})
+        except ValueError as exc:
+            return self.exit_codes.ERROR_STEP_FAILED.format(step="train_emulator", reason=str(exc))
+        self.out("metrics", results["metrics"])
+        self.ctx.emulator = results["emulator"]
+        targets = results["metrics"]["targets"]
+        self.report("emulator held-out Pearson r: " + ", ".join(f"{name} {values['pearson_r']:.3f}"
+                                                                 for name, values in targets.items()))
+        return None
+
+    def analyse(self):
+        """ECA of the data set, then the reconstruction of each label's ensemble-mean spectrum."""
+        emulator = self.ctx.emulator if "emulator" in self.ctx else self.inputs.emulator
+        self.out("emulator", emulator)
+        try:
+            eca = fit_eca(self.ctx.dataset, emulator, self.inputs.eca_parameters,
+                          metadata={"call_link_label": "fit_eca"})["eca"]
+        except ValueError as exc:
+            return self.exit_codes.ERROR_STEP_FAILED.format(step="fit_eca", reason=str(exc))
+        self.out("eca", eca)
+        self.report("ECA covered variance (cumulative) Y: " + " ".join(f"{v:.3f}" for v in eca.covered_variance)
+                    + " | X: " + " ".join(f"{v:.3f}" for v in eca.covered_variance_x))
+        parameters = self._reconstruction_parameters(ensemble_mean=True)
+        try:
+            result = reconstruct(eca, self.inputs.spectra, parameters, dataset=self.ctx.dataset,
+                                 metadata={"call_link_label": "reconstruct"})
+            if "target_spectra" in self.inputs:
+                target = reconstruct(eca, self.inputs.target_spectra, self._reconstruction_parameters(False),
+                                     metadata={"call_link_label": "reconstruct_targets"})
+                self.out("target_reconstruction", target["reconstruction"])
+        except ValueError as exc:
+            return self.exit_codes.ERROR_STEP_FAILED.format(step="reconstruct", reason=str(exc))
+        self.out("reconstruction", result["reconstruction"])
+        self.out("reconstruction_summary", result["summary"])
+        for row in result["summary"]["rows"]:
+            self.report(f"label {row['label']:g}: reconstructed first shell {_fmt(row['first_shell_mean_angstrom'])} Å, "
+                        f"CN {row['cn_fractional']:.2f} | true {_fmt(row.get('true_first_shell_mean_angstrom'))} Å, "
+                        f"CN {_fmt(row.get('true_cn_mean'), '.2f')}")
+        return None
+
+    def _reconstruction_parameters(self, ensemble_mean: bool) -> orm.Dict:
+        """The user's reconstruction parameters plus the descriptor size and the windows, as one Dict."""
+        values = {**self.inputs.reconstruction_parameters.get_dict(), "ensemble_mean": ensemble_mean,
+                  "n_atoms": self._descriptor()["n_atoms"], "windows": self.ctx.windows}
+        return orm.Dict(values)
+
+    def results(self):
+        return None
+
+
+def _fmt(value, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def check_settings(inputs) -> tuple[str, str] | None:
+    """``(exit code name, reason)`` for unusable analysis settings in ``inputs`` (the analysis
+    inputs, or the pipeline's ``analysis`` namespace), or None. Needs no data, so the pipeline
+    checks it before any QE run."""
+    descriptor = {**DEFAULT_DESCRIPTOR, **inputs.descriptor_parameters.get_dict()}
+    n_atoms = descriptor["n_atoms"]
+    if isinstance(n_atoms, bool) or not isinstance(n_atoms, int) or n_atoms < 2:
+        return "ERROR_INVALID_PARAMETERS", f"descriptor_parameters.n_atoms must be an integer >= 2; got {n_atoms!r}."
+    d = n_features(n_atoms)
+    try:
+        windows = moment_windows(inputs.moment_parameters)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return "ERROR_INVALID_PARAMETERS", f"moment_parameters.windows must map names to [lo, hi] in eV: {exc}"
+    n_outputs = 4 * len(windows)
+    if "emulator" in inputs:
+        emulator = inputs.emulator
+        if emulator.n_features != d or emulator.base.attributes.get("n_outputs") != n_outputs:
+            return "ERROR_EMULATOR_MISMATCH", (
+                f"it maps {emulator.n_features} descriptor features to {emulator.base.attributes.get('n_outputs')} "
+                f"moments, but this data has {d} features (n_atoms = {n_atoms}) and {n_outputs} moments; use the "
+                "descriptor and windows it was trained with, or train a new one.")
+    else:
+        try:
+            training_settings(inputs.training_parameters.get_dict())
+        except ValueError as exc:
+            return "ERROR_INVALID_PARAMETERS", str(exc)
+    k = {**DEFAULT_ECA, **inputs.eca_parameters.get_dict()}["n_components"]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
+        return "ERROR_INVALID_ECA", (
+            f"eca_parameters.n_components = {k!r}, but it must be an integer in [1, {d}] (the number of descriptor "
+            f"features for n_atoms = {n_atoms}); ask for fewer components.")
+    return None

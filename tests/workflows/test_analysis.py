@@ -1,0 +1,236 @@
+"""xesml.analysis on spectra and structures made here (no QE): provenance, archives, reconstruction, bad input.
+
+The structures are rattled quartz-type (4-fold Ge, label 0) and rutile-type (6-fold Ge, label 20)
+supercells. Each Ge site gets a spectrum of two Gaussian peaks whose energies and heights are smooth
+functions of its first-shell geometry, computed here with ASE's neighbour list (independently of the
+plugin), with the sign and size of the measured Kβ″/Kβ2 shifts between the polymorphs.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from ase.neighborlist import neighbor_list
+
+from aiida_xesml.data.spectra import XesSpectraData
+from aiida_xesml.ml.spectra import energy_grid
+from aiida_xesml.ml.structures import quartz_geo2, rattle_and_strain, rutile_geo2, supercell
+from aiida_xesml.workflows.analysis import AnalysisWorkChain
+
+CUTOFF = 2.3  # Å, Ge–O bond
+
+
+def first_shell(atoms):
+    """Per Ge site: mean and spread of the Ge–O distances within CUTOFF (Å), and their number
+    (ASE's neighbour list)."""
+    i, j, d = neighbor_list("ijd", atoms, CUTOFF)
+    ge = np.flatnonzero(atoms.numbers == 32)
+    keep = (atoms.numbers[i] == 32) & (atoms.numbers[j] == 8)
+    r = np.array([d[keep & (i == site)].mean() for site in ge])
+    spread = np.array([d[keep & (i == site)].std() for site in ge])
+    cn = np.array([np.count_nonzero(keep & (i == site)) for site in ge])
+    return ge, r, spread, cn
+
+
+def synthetic_spectra(r, spread, cn, grid):
+    """Kβ″ near -17.1 eV (4-fold, 1.74 Å) moving deeper with CN and bond length, and Kβ2 near -4 eV,
+    each a Gaussian whose height and width also follow the geometry, so that all eight moments vary."""
+    peaks = (
+        (0.30 + 0.02 * (cn - 4), -17.1 - 0.8 * (cn - 4) - 2.0 * (r - 1.74), 0.5 + 3.0 * spread),
+        (3.0 + 0.2 * (cn - 4) + 2.0 * (r - 1.74), -4.0 - 0.75 * (cn - 4) - 1.0 * (r - 1.74), 1.2 + 2.0 * spread),
+    )
+    return sum(a[:, None] * np.exp(-0.5 * ((grid[None, :] - e[:, None]) / w[:, None]) ** 2) / (w[:, None] * np.sqrt(2 * np.pi))
+               for a, e, w in peaks)
+
+
+@pytest.fixture(scope="module")
+def made_data(aiida_profile):
+    """Structures, spectra and the true per-label first-shell means (12 cells per polymorph)."""
+    grid = energy_grid(-30.0, 5.0, 0.05)
+    structures, rows = {}, {"intensity": [], "site": [], "snapshot": [], "label": []}
+    true = {0.0: ([], []), 20.0: ([], [])}
+    for k in range(24):
+        label = 0.0 if k % 2 == 0 else 20.0
+        base = supercell(quartz_geo2(), (2, 2, 1)) if label == 0.0 else supercell(rutile_geo2(), (2, 2, 2))
+        atoms = rattle_and_strain(base, rattle=0.06, strain=0.02, seed=k)
+        ge, r, spread, cn = first_shell(atoms)
+        structures[f"snapshot_{k}"] = orm.StructureData(ase=atoms)
+        rows["intensity"].append(synthetic_spectra(r, spread, cn, grid))
+        rows["site"].append(ge)
+        rows["snapshot"].append(np.full(len(ge), k))
+        rows["label"].append(np.full(len(ge), label))
+        true[label][0].append(r)
+        true[label][1].append(cn)
+    spectra = XesSpectraData()
+    spectra.set_spectra(energy_ev=grid, intensity=np.vstack(rows["intensity"]), site_index=np.concatenate(rows["site"]),
+                        reference_ev=np.zeros(sum(map(len, rows["site"]))),
+                        snapshot_index=np.concatenate(rows["snapshot"]), label=np.concatenate(rows["label"]),
+                        parameters={"note": "synthetic spectra made by the test"})
+    means = {label: (float(np.concatenate(r).mean()), float(np.concatenate(cn).mean())) for label, (r, cn) in true.items()}
+    return {"structures": structures, "spectra": spectra, "true": means}
+
+
+@pytest.fixture(scope="module")
+def analysis(made_data):
+    builder = AnalysisWorkChain.get_builder_from_protocol(made_data["spectra"], made_data["structures"],
+                                                          protocol="balanced")
+    results, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    return results, node
+
+
+def test_provenance_links(analysis, made_data):
+    results, node = analysis
+    called = {link.link_label: link.node for link in node.base.links.get_outgoing().all()
+              if link.link_type.value == "call_calc"}
+    assert set(called) >= {"compute_moments", "featurize", "build_dataset", "train_emulator", "fit_eca", "reconstruct"}
+    # each output's creator, and the creator's inputs
+    assert results["moments"].creator.uuid == called["compute_moments"].uuid
+    assert called["compute_moments"].inputs.spectra.uuid == made_data["spectra"].uuid
+    featurize_inputs = {s.uuid for s in called["featurize"].base.links.get_incoming().all_nodes()
+                        if isinstance(s, orm.StructureData)}
+    assert featurize_inputs == {s.uuid for s in made_data["structures"].values()}
+    assert results["dataset"].creator.uuid == called["build_dataset"].uuid
+    assert called["build_dataset"].inputs.descriptors.uuid == results["descriptors"].uuid
+    assert called["build_dataset"].inputs.moments.uuid == results["moments"].uuid
+    assert results["emulator"].creator.inputs.dataset.uuid == results["dataset"].uuid
+    assert results["eca"].creator.inputs.emulator.uuid == results["emulator"].uuid
+    reconstruction = results["reconstruction"]
+    assert reconstruction.creator.inputs.eca.uuid == results["eca"].uuid
+    assert reconstruction.creator.inputs.spectra.uuid == made_data["spectra"].uuid
+    assert reconstruction.creator.inputs.dataset.uuid == results["dataset"].uuid
+    # one node per step, not per sample
+    assert results["dataset"].n_rows == made_data["spectra"].n_spectra == 12 * 12 + 12 * 16
+
+
+def test_reconstruction_of_the_ensemble_means_lands_near_the_truth(analysis, made_data):
+    results, _ = analysis
+    reconstruction = results["reconstruction"]
+    labels = reconstruction.get_array("label")
+    np.testing.assert_array_equal(labels, [0.0, 20.0])
+    for i, label in enumerate(labels):
+        r_true, cn_true = made_data["true"][label]
+        # the plugin's true means (from the descriptors) agree with ASE's neighbour list
+        assert reconstruction.get_array("true_first_shell_mean_angstrom")[i] == pytest.approx(r_true, abs=1e-9)
+        assert reconstruction.get_array("true_cn_mean")[i] == pytest.approx(cn_true, abs=1e-9)
+        # and the reconstruction from the ensemble-mean spectrum lands near them
+        assert reconstruction.get_array("first_shell_mean_angstrom")[i] == pytest.approx(r_true, abs=0.05)
+        assert reconstruction.get_array("cn_fractional")[i] == pytest.approx(cn_true, abs=0.6)
+    cn = reconstruction.get_array("cn_fractional")
+    assert cn[1] - cn[0] > 1.0  # the coordination rises from the 4-fold to the 6-fold label
+    metrics = results["metrics"]["targets"]
+    assert metrics["kbpp_m1"]["pearson_r"] > 0.9
+
+
+def test_archive_import_in_a_fresh_profile_predicts_bit_identically(analysis, tmp_path):
+    """Export the emulator and ECA with their provenance, import them into a new profile in another
+    process (no plugin code is needed to read the arrays), and compare predictions bit for bit."""
+    from aiida.tools.archive import create_archive
+
+    results, _ = analysis
+    emulator, eca, dataset = results["emulator"], results["eca"], results["dataset"]
+    archive = tmp_path / "analysis.aiida"
+    create_archive([emulator, eca], filename=archive)
+    X = dataset.descriptors[:25]
+    np.save(tmp_path / "X.npy", X)
+    expected = emulator.get_emulator().predict(X)
+    expected_scores = eca.get_eca().transform(X)
+
+    env = {**os.environ, "AIIDA_PATH": str(tmp_path / "fresh")}
+    verdi = os.path.join(os.path.dirname(sys.executable), "verdi")
+    subprocess.run([verdi, "presto", "--profile-name", "fresh", "--use-zeromq"], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([verdi, "-p", "fresh", "archive", "import", str(archive)], env=env, check=True,
+                   capture_output=True)
+    script = f"""
+import json, numpy as np
+from aiida import load_profile, orm
+load_profile("fresh")
+emulator = orm.load_node("{emulator.uuid}")
+eca = orm.load_node("{eca.uuid}")
+X = np.load("{tmp_path / 'X.npy'}", allow_pickle=False)
+np.save("{tmp_path / 'predicted.npy'}", emulator.get_emulator().predict(X), allow_pickle=False)
+np.save("{tmp_path / 'scores.npy'}", eca.get_eca().transform(X), allow_pickle=False)
+names = [f for node in (emulator, eca) for f in node.base.repository.list_object_names()]
+print(json.dumps({{"type": emulator.node_type, "files": names}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["type"].startswith("data.xesml.emulator")
+    assert all(name.endswith(".npy") for name in info["files"]), info["files"]
+    np.testing.assert_array_equal(np.load(tmp_path / "predicted.npy"), expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "scores.npy"), expected_scores)
+
+
+@pytest.fixture
+def bad_builder(made_data):
+    def factory(**overrides):
+        builder = AnalysisWorkChain.get_builder_from_protocol(made_data["spectra"], made_data["structures"],
+                                                              protocol="fast")
+        for key, value in overrides.items():
+            builder[key] = value
+        return builder
+
+    return factory
+
+
+def _run_and_expect(builder, status, *phrases):
+    _, node = run_get_node(builder)
+    assert node.exit_status == status, node.exit_message
+    for phrase in phrases:
+        assert phrase in node.exit_message
+    assert not node.called  # nothing was computed or stored half-way
+
+
+def test_mismatched_rows_is_an_input_error(bad_builder, made_data):
+    structures = dict(made_data["structures"])
+    structures.pop("snapshot_23")
+    _run_and_expect(bad_builder(structures=structures), 302, "snapshot 23")
+    # a spectra row naming an O atom as the emitter
+    spectra = made_data["spectra"]
+    site = spectra.site_index.copy()
+    site[0] = 1 + site.max()
+    moved = XesSpectraData()
+    moved.set_spectra(spectra.energy_ev, spectra.intensity, site, spectra.reference_ev, spectra.snapshot_index,
+                      spectra.label)
+    _run_and_expect(bad_builder(spectra=moved), 302, "no `Ge` atom")
+
+
+def test_label_with_too_few_samples(bad_builder):
+    _run_and_expect(bad_builder(min_samples_per_label=orm.Int(1000)), 303, "fewer than 1000 samples")
+
+
+def test_more_eca_components_than_features(bad_builder):
+    builder = bad_builder(descriptor_parameters=orm.Dict({"n_atoms": 3}),
+                          eca_parameters=orm.Dict({"n_components": 7}))
+    _run_and_expect(builder, 304, "[1, 6]")
+
+
+def test_emulator_from_another_descriptor_size(bad_builder, analysis):
+    results, _ = analysis
+    builder = bad_builder(emulator=results["emulator"], descriptor_parameters=orm.Dict({"n_atoms": 12}))
+    _run_and_expect(builder, 305, "78 features")
+
+
+def test_provenance_queries(analysis, made_data):
+    from aiida_xesml import query
+
+    results, node = analysis
+    reconstruction, dataset, emulator = results["reconstruction"], results["dataset"], results["emulator"]
+    steps = {calc.process_label for calc in query.calculations_behind(reconstruction, process_class=orm.CalcFunctionNode)}
+    assert steps == {"compute_moments", "featurize", "build_dataset", "train_emulator", "fit_eca", "reconstruct"}
+    assert dataset.uuid in {d.uuid for d in query.datasets_by_label(10.0, 30.0)}
+    assert dataset.uuid not in {d.uuid for d in query.datasets_by_label(25.0, 30.0)}
+    r = results["metrics"]["targets"]["kbpp_m1"]["pearson_r"]
+    assert emulator.uuid in {e.uuid for e in query.emulators_by_metric(r - 1e-6, target="kbpp_m1")}
+    assert emulator.uuid not in {e.uuid for e in query.emulators_by_metric(r + 1e-6, target="kbpp_m1")}
+    assert emulator.uuid not in {e.uuid for e in query.emulators_by_metric(emulator.base.attributes.get("pearson_r_min") + 1e-6)}
+    assert query.reconstruction_for_label(20.0).uuid == reconstruction.uuid
+    assert query.reconstruction_for_label(7.0) is None
+    row = query.reconstruction_row(reconstruction, 20.0)
+    assert row["cn_fractional"] == reconstruction.get_array("cn_fractional")[1]
