@@ -47,11 +47,14 @@ GE_SEMICORE_LD1_INPUT = """&input
 """
 MAX_UPF_LINE = 200  # pw.x 6.7 rejects much longer lines ("line too long")
 DEFAULT_PROFILE = "xesml"
-# mpirun refuses root without these; one OpenMP thread per MPI process is fastest on 2 cores.
+# mpirun refuses root without these; one OpenMP thread per MPI process is fastest on 2 cores. Ranks
+# that wait yield the core instead of spinning, so that several runs on one workstation (the snapshots
+# of xesml.spectra under core.direct) share it instead of slowing each other down many times over.
 PREPEND_TEXT = (
     "export OMPI_ALLOW_RUN_AS_ROOT=1\n"
     "export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1\n"
     "export OMP_NUM_THREADS=1\n"
+    "export OMPI_MCA_mpi_yield_when_idle=1\n"
 )
 
 

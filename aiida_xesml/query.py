@@ -27,7 +27,7 @@ def calculations_behind(node: orm.Node, plugin: str | None = None, process_class
     builder.append(orm.Node, filters={"id": node.pk}, tag="target")
     builder.append(process_class, with_descendants="target", filters=filters, project="*", tag="calculation")
     builder.order_by({"calculation": {"ctime": "asc"}})
-    return builder.all(flat=True)
+    return builder.distinct().all(flat=True)  # one row per path otherwise
 
 
 def datasets_by_label(minimum: float | None = None, maximum: float | None = None) -> list[orm.Node]:

@@ -1,4 +1,4 @@
-"""The README's main job, until the QE pipeline demo replaces it: the learning core end to end.
+"""The learning core end to end, without AiiDA or QE, in about a minute: ``python examples/core_demo.py``.
 
 What it runs (all real code of :mod:`aiida_xesml.ml`, on synthetic targets, stated plainly):
 
@@ -61,7 +61,7 @@ def _synthetic_targets(shell_distances: np.ndarray, cn: np.ndarray, seed: int = 
     return basis * (1.0 + 0.01 * rng.standard_normal(basis.shape))
 
 
-def run_demo(output_dir: str | Path = "demo-output", seed: int = 0) -> dict:
+def run_demo(output_dir: str | Path = "core-demo-output", seed: int = 0) -> dict:
     """Run the core demo, print its figures and write ``summary.json`` in ``output_dir``."""
     from aiida_xesml.ml.descriptors import local_coulomb_matrices, neighbour_shells
     from aiida_xesml.ml.eca import ECA
@@ -141,3 +141,7 @@ def run_demo(output_dir: str | Path = "demo-output", seed: int = 0) -> dict:
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {output / 'summary.json'} ({summary['wall_time_s']} s)")
     return summary
+
+
+if __name__ == "__main__":
+    run_demo()

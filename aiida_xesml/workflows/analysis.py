@@ -63,7 +63,6 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
             cls.make_dataset,
             if_(cls.should_train)(cls.train),
             cls.analyse,
-            cls.results,
         )
         spec.output("descriptors", valid_type=orm.ArrayData, help="Local Coulomb matrices per (snapshot, site).")
         spec.output("moments", valid_type=orm.ArrayData, help="Moments per spectrum row (M0 states, M1/M2 eV, M3 1).")
@@ -240,9 +239,6 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         values = {**self.inputs.reconstruction_parameters.get_dict(), "ensemble_mean": ensemble_mean,
                   "n_atoms": self._descriptor()["n_atoms"], "windows": self.ctx.windows}
         return orm.Dict(values)
-
-    def results(self):
-        return None
 
 
 def _fmt(value, spec: str = ".3f") -> str:

@@ -1,9 +1,9 @@
 """xesml.analysis on spectra and structures made here (no QE): provenance, archives, reconstruction, bad input.
 
 The structures are rattled quartz-type (4-fold Ge, label 0) and rutile-type (6-fold Ge, label 20)
-supercells. Each Ge site gets a spectrum of two Gaussian peaks whose energies and heights are smooth
-functions of its first-shell geometry, computed here with ASE's neighbour list (independently of the
-plugin), with the sign and size of the measured Kβ″/Kβ2 shifts between the polymorphs.
+supercells. Each Ge site gets a synthetic spectrum of two Gaussian peaks whose energies, heights and
+widths follow its first-shell geometry, read with ASE's neighbour list (independently of the
+descriptor code), with the sign and size of the measured Kβ″/Kβ2 shifts between the polymorphs.
 """
 
 import json
@@ -15,37 +15,14 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from ase.neighborlist import neighbor_list
 
 from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.spectra import energy_grid
 from aiida_xesml.ml.structures import quartz_geo2, rattle_and_strain, rutile_geo2, supercell
+from aiida_xesml.ml.synthetic import first_shell_geometry, synthetic_site_spectra
 from aiida_xesml.workflows.analysis import AnalysisWorkChain
 
 CUTOFF = 2.3  # Å, Ge–O bond
-
-
-def first_shell(atoms):
-    """Per Ge site: mean and spread of the Ge–O distances within CUTOFF (Å), and their number
-    (ASE's neighbour list)."""
-    i, j, d = neighbor_list("ijd", atoms, CUTOFF)
-    ge = np.flatnonzero(atoms.numbers == 32)
-    keep = (atoms.numbers[i] == 32) & (atoms.numbers[j] == 8)
-    r = np.array([d[keep & (i == site)].mean() for site in ge])
-    spread = np.array([d[keep & (i == site)].std() for site in ge])
-    cn = np.array([np.count_nonzero(keep & (i == site)) for site in ge])
-    return ge, r, spread, cn
-
-
-def synthetic_spectra(r, spread, cn, grid):
-    """Kβ″ near -17.1 eV (4-fold, 1.74 Å) moving deeper with CN and bond length, and Kβ2 near -4 eV,
-    each a Gaussian whose height and width also follow the geometry, so that all eight moments vary."""
-    peaks = (
-        (0.30 + 0.02 * (cn - 4), -17.1 - 0.8 * (cn - 4) - 2.0 * (r - 1.74), 0.5 + 3.0 * spread),
-        (3.0 + 0.2 * (cn - 4) + 2.0 * (r - 1.74), -4.0 - 0.75 * (cn - 4) - 1.0 * (r - 1.74), 1.2 + 2.0 * spread),
-    )
-    return sum(a[:, None] * np.exp(-0.5 * ((grid[None, :] - e[:, None]) / w[:, None]) ** 2) / (w[:, None] * np.sqrt(2 * np.pi))
-               for a, e, w in peaks)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +35,9 @@ def made_data(aiida_profile):
         label = 0.0 if k % 2 == 0 else 20.0
         base = supercell(quartz_geo2(), (2, 2, 1)) if label == 0.0 else supercell(rutile_geo2(), (2, 2, 2))
         atoms = rattle_and_strain(base, rattle=0.06, strain=0.02, seed=k)
-        ge, r, spread, cn = first_shell(atoms)
+        ge, r, spread, cn = first_shell_geometry(atoms, CUTOFF)
         structures[f"snapshot_{k}"] = orm.StructureData(ase=atoms)
-        rows["intensity"].append(synthetic_spectra(r, spread, cn, grid))
+        rows["intensity"].append(synthetic_site_spectra(r, spread, cn, grid))
         rows["site"].append(ge)
         rows["snapshot"].append(np.full(len(ge), k))
         rows["label"].append(np.full(len(ge), label))

@@ -1,0 +1,88 @@
+"""Rows of the learning problem: featurization keys, joins, splits, ensemble means, inverse weights."""
+
+import numpy as np
+import pytest
+
+from aiida_xesml.ml.dataset import (
+    check_min_per_label,
+    ensemble_mean_spectra,
+    featurize_snapshots,
+    join_rows,
+    stratified_split,
+)
+from aiida_xesml.ml.descriptors import local_coulomb_matrix
+from aiida_xesml.ml.reconstruct import inverse_weights
+from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2
+from aiida_xesml.ml.training import train_emulator, training_settings
+
+
+def test_featurize_snapshots_keys_every_ge_site():
+    structures = [rutile_geo2(), quartz_geo2()]
+    rows = featurize_snapshots(structures, n_atoms=8)
+    np.testing.assert_array_equal(rows["snapshot_index"], [0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(rows["site_index"], [0, 1, 0, 1, 2])
+    np.testing.assert_allclose(rows["descriptors"][2:], local_coulomb_matrix(quartz_geo2(), n_atoms=8))
+
+
+def test_join_rows_pairs_equal_keys_in_the_order_of_the_second_table():
+    a = [[0, 0], [0, 1], [1, 4]]
+    b = [[1, 4], [0, 0]]
+    ia, ib = join_rows(a, b)
+    np.testing.assert_array_equal(ia, [2, 0])
+    np.testing.assert_array_equal(ib, [0, 1])
+
+
+def test_join_rows_refuses_missing_and_duplicate_keys():
+    with pytest.raises(ValueError, match=r"1 row\(s\) of `moments` have no matching"):
+        join_rows([[0, 0]], [[0, 0], [3, 1]])
+    with pytest.raises(ValueError, match="`descriptors` has duplicate"):
+        join_rows([[0, 0], [0, 0]], [[0, 0]])
+
+
+def test_stratified_split_holds_out_each_label_and_is_seeded():
+    label = np.repeat([0.0, 10.0, 20.0], [10, 5, 2])
+    train, test = stratified_split(label, 0.2, seed=3)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(17))
+    assert [np.count_nonzero(label[test] == v) for v in (0.0, 10.0, 20.0)] == [2, 1, 1]
+    again = stratified_split(label, 0.2, seed=3)
+    np.testing.assert_array_equal(again[1], test)
+    assert not np.array_equal(stratified_split(label, 0.2, seed=4)[1], test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        stratified_split(label, 1.0)
+
+
+def test_check_min_per_label_names_the_thin_labels():
+    check_min_per_label([0, 0, 5, 5], 2)
+    with pytest.raises(ValueError, match=r"label\(s\) 5 \(1 rows\) have fewer than 2"):
+        check_min_per_label([0, 0, 5], 2)
+
+
+def test_ensemble_mean_spectra_averages_rows_per_label():
+    intensity = np.array([[1.0, 2.0], [3.0, 4.0], [10.0, 10.0]])
+    labels, means, counts = ensemble_mean_spectra(intensity, [5.0, 5.0, 0.0])
+    np.testing.assert_array_equal(labels, [0.0, 5.0])
+    np.testing.assert_allclose(means, [[10.0, 10.0], [2.0, 3.0]])
+    np.testing.assert_array_equal(counts, [1, 2])
+
+
+def test_inverse_weights_use_held_out_r2_of_m0_and_m1_only():
+    names = ["kbpp_m0", "kbpp_m1", "kbpp_m2", "kbpp_m3", "kb2_m0", "kb2_m1", "kb2_m2", "kb2_m3"]
+    weights = inverse_weights(names, [0.9, 1.2, 0.9, 0.9, -0.5, 0.5, 0.9, 0.9])
+    np.testing.assert_allclose(weights, [0.9, 1.0, 0, 0, 0.0, 0.5, 0, 0])
+    with pytest.raises(ValueError, match="nothing to invert"):
+        inverse_weights(names, [-1, -1, 1, 1, -1, -1, 1, 1])
+
+
+def test_train_emulator_is_deterministic_and_reports_held_out_metrics():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 5))
+    Y = np.column_stack([X[:, 0] + 0.5 * X[:, 1], np.tanh(X[:, 2])])
+    label = np.repeat([0.0, 1.0], 40)
+    settings = {"hidden_layer_sizes": [8], "max_iter": 500}
+    first = train_emulator(X, Y, label, settings)
+    second = train_emulator(X, Y, label, settings)
+    np.testing.assert_array_equal(first[0].predict(X), second[0].predict(X))
+    assert first[1]["n_test"] == 16 and first[1]["n_train"] == 64
+    assert min(first[1]["pearson_r"]) > 0.9
+    with pytest.raises(ValueError, match="unknown training setting"):
+        training_settings({"learning_rate": 1})

@@ -1,0 +1,62 @@
+"""xesml.pipeline end to end with real pw.x and projwfc.x (fast protocol, 6-atom rutile cell), and its queries."""
+
+import numpy as np
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+
+from aiida_xesml import query
+from aiida_xesml.workflows.pipeline import PipelineWorkChain
+
+pytestmark = pytest.mark.qe
+
+
+@pytest.fixture
+def pipeline_builder(qe_codes, pseudo_family, rutile_structure):
+    # The vc-relax's Pulay-stress repetition is tested in test_compression.py; here it would only add minutes.
+    def factory(pressures=(0.0, 20.0), **overrides):
+        overrides.setdefault("compression", {"vc_relax": {"meta_convergence": False}})
+        return PipelineWorkChain.get_builder_from_protocol(
+            qe_codes["pw"], qe_codes["projwfc"], rutile_structure, list(pressures), protocol="fast", overrides=overrides)
+
+    return factory
+
+
+def test_pipeline_end_to_end_and_its_provenance(pipeline_builder):
+    results, node = run_get_node(pipeline_builder())
+    assert node.is_finished_ok, node.exit_message
+    analysis = results["analysis"]
+    spectra = results["spectra"]
+    # 3 snapshots per pressure (production frames 2, 4, 6), 2 Ge sites each, labelled by target pressure
+    assert spectra.n_spectra == 12
+    assert sorted(set(spectra.label)) == [0.0, 20.0]
+    assert analysis["dataset"].n_rows == 12
+    reconstruction = analysis["reconstruction"]
+    np.testing.assert_array_equal(reconstruction.get_array("label"), [0.0, 20.0])
+    assert np.all(np.isfinite(reconstruction.get_array("cn_fractional")))
+    # the true ensemble means come from the snapshots: rutile keeps 6 O within 2.3 Å at both pressures
+    np.testing.assert_allclose(reconstruction.get_array("true_cn_mean"), [6.0, 6.0])
+    table = results["compression"]["summary_table"].get_dict()
+    assert [row["target_pressure_gpa"] for row in table["rows"]] == [0.0, 20.0]
+
+    # From the reconstruction, one query reaches the pw.x runs: the MD that made the snapshots and the SCFs.
+    pw_runs = query.calculations_behind(reconstruction, plugin="quantumespresso.pw")
+    kinds = {calc.inputs.parameters["CONTROL"]["calculation"] for calc in pw_runs}
+    assert {"md", "scf", "vc-relax"} <= kinds
+    projwfc_runs = query.calculations_behind(reconstruction, plugin="quantumespresso.projwfc")
+    assert len(projwfc_runs) == len({calc.uuid for calc in projwfc_runs}) == 6
+    md_runs = [calc for calc in pw_runs if calc.inputs.parameters["CONTROL"]["calculation"] == "md"]
+    compression_mds = [calc for calc in node.called_descendants
+                       if isinstance(calc, orm.CalcJobNode) and calc.process_label == "PwCalculation"
+                       and calc.inputs.parameters["CONTROL"]["calculation"] == "md"]
+    assert {calc.uuid for calc in md_runs} == {calc.uuid for calc in compression_mds}
+    assert query.reconstruction_for_label(20.0).uuid == reconstruction.uuid
+    assert analysis["dataset"].uuid in {d.uuid for d in query.datasets_by_label(15.0, 25.0)}
+
+
+def test_pipeline_refuses_unusable_analysis_settings_before_any_qe_run(pipeline_builder):
+    builder = pipeline_builder(analysis={"eca_parameters": {"n_components": 500}})
+    _, node = run_get_node(builder)
+    assert node.exit_status == PipelineWorkChain.exit_codes.ERROR_INVALID_ANALYSIS.status
+    assert "n_components" in node.exit_message
+    assert not node.called
