@@ -153,6 +153,8 @@ def run_demo(output_dir: str | Path = "demo-output", protocol: str = "balanced",
             _stop_daemon()
     node = load_node(node.pk)
     summary = pipeline_summary(node, wall_time_s=time.time() - start)
+    if "analysis" in node.outputs and "reconstruction" in node.outputs.analysis:
+        summary["figures"] = [str(path) for path in write_figures(node, output)]
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     print(f"wrote {output / 'summary.json'}")
@@ -213,6 +215,26 @@ def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
     return summary
 
 
+def write_figures(node, folder: Path) -> list[Path]:
+    """The figures of :mod:`aiida_xesml.plotting` for a finished pipeline, as PNG files in ``folder``."""
+    from aiida_xesml import plotting
+
+    analysis, spectra = node.outputs.analysis, node.outputs.spectra
+    dataset, reconstruction = analysis.dataset, analysis.reconstruction
+    predicted = analysis.emulator.get_emulator().predict(dataset.descriptors)
+    return [
+        plotting.parity_plot(dataset.moments, predicted, dataset.moment_names, dataset.label,
+                             folder / "parity.png"),
+        plotting.mean_spectra_plot(spectra.energy_ev, spectra.intensity, spectra.label, folder / "mean_spectra.png"),
+        plotting.covered_variance_plot(analysis.eca.covered_variance, analysis.eca.covered_variance_x,
+                                       folder / "eca_covered_variance.png"),
+        plotting.reconstruction_plot(
+            reconstruction.get_array("label"), reconstruction.get_array("true_distances_angstrom"),
+            reconstruction.get_array("distances_angstrom"), reconstruction.get_array("true_cn_mean"),
+            reconstruction.get_array("cn_fractional"), folder / "reconstruction.png"),
+    ]
+
+
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -240,4 +262,6 @@ def print_summary(summary: dict) -> None:
         print("ECA covered variance (cumulative) Y: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_y"])
               + " | X: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_x"]))
     print("pks: " + ", ".join(f"{key} {pk}" for key, pk in summary["pks"].items()))
+    if summary.get("figures"):
+        print("figures: " + ", ".join(summary["figures"]))
     print(summary["scale_note"])

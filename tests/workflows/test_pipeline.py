@@ -6,6 +6,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_xesml import query
+from aiida_xesml.demo import pipeline_summary, write_figures
 from aiida_xesml.workflows.pipeline import PipelineWorkChain
 
 pytestmark = pytest.mark.qe
@@ -22,7 +23,7 @@ def pipeline_builder(qe_codes, pseudo_family, rutile_structure):
     return factory
 
 
-def test_pipeline_end_to_end_and_its_provenance(pipeline_builder):
+def test_pipeline_end_to_end_and_its_provenance(pipeline_builder, tmp_path):
     results, node = run_get_node(pipeline_builder())
     assert node.is_finished_ok, node.exit_message
     analysis = results["analysis"]
@@ -52,6 +53,14 @@ def test_pipeline_end_to_end_and_its_provenance(pipeline_builder):
     assert {calc.uuid for calc in md_runs} == {calc.uuid for calc in compression_mds}
     assert query.reconstruction_for_label(20.0).uuid == reconstruction.uuid
     assert analysis["dataset"].uuid in {d.uuid for d in query.datasets_by_label(15.0, 25.0)}
+
+    # the demo's summary and figures from this (small, real) run
+    summary = pipeline_summary(node)
+    assert [row["n_site_spectra"] for row in summary["pressures"]] == [6, 6]
+    assert [row["true_cn"] for row in summary["pressures"]] == [6.0, 6.0]
+    assert summary["pks"]["reconstruction"] == reconstruction.pk
+    for path in write_figures(node, tmp_path):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
 def test_pipeline_refuses_unusable_analysis_settings_before_any_qe_run(pipeline_builder):
