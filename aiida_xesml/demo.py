@@ -223,9 +223,9 @@ def write_figures(node, folder: Path) -> list[Path]:
     dataset, reconstruction = analysis.dataset, analysis.reconstruction
     predicted = analysis.emulator.get_emulator().predict(dataset.descriptors)
     return [
-        plotting.parity_plot(dataset.moments, predicted, dataset.moment_names, dataset.label,
+        plotting.parity_plot(dataset.moments, predicted, dataset.moment_names, dataset.row_labels,
                              folder / "parity.png"),
-        plotting.mean_spectra_plot(spectra.energy_ev, spectra.intensity, spectra.label, folder / "mean_spectra.png"),
+        plotting.mean_spectra_plot(spectra.energy_ev, spectra.intensity, spectra.row_labels, folder / "mean_spectra.png"),
         plotting.covered_variance_plot(analysis.eca.covered_variance, analysis.eca.covered_variance_x,
                                        folder / "eca_covered_variance.png"),
         plotting.reconstruction_plot(

@@ -27,7 +27,7 @@ def merge_spectra(**snapshots):
         reference_ev=np.concatenate([part.reference_ev for part in parts]),
         snapshot_index=np.concatenate([np.full(part.n_spectra, int(key.rsplit("_", 1)[1])) for key, part in
                                        zip(keys, parts)]),
-        label=np.concatenate([part.label for part in parts]),
+        label=np.concatenate([part.row_labels for part in parts]),
         parameters=parts[0].parameters,
     )
     return merged

@@ -37,9 +37,9 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     n_atoms = int(settings["n_atoms"])
     cutoff = float(settings["cutoff_angstrom"])
     if settings["ensemble_mean"]:
-        labels, intensity, counts = ensemble_mean_spectra(spectra.intensity, spectra.label)
+        labels, intensity, counts = ensemble_mean_spectra(spectra.intensity, spectra.row_labels)
     else:
-        labels, intensity, counts = spectra.label, spectra.intensity, np.ones(spectra.n_spectra, dtype=int)
+        labels, intensity, counts = spectra.row_labels, spectra.intensity, np.ones(spectra.n_spectra, dtype=int)
     targets = spectral_moments(spectra.energy_ev, intensity, windows=windows)
     names = eca.target_names
     r2 = eca.target_r2 or [1.0] * len(names)  # an emulator without held-out metrics: equal weights
@@ -52,7 +52,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     arrays.update(result)
     true = None
     if dataset is not None:
-        true = true_ensemble_means(dataset.descriptors, dataset.label, n_atoms, cutoff=cutoff)
+        true = true_ensemble_means(dataset.descriptors, dataset.row_labels, n_atoms, cutoff=cutoff)
         position = {float(v): i for i, v in enumerate(true["label"])}
         index = [position.get(float(v)) for v in labels]
         def pick(values):

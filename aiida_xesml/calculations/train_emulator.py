@@ -21,7 +21,7 @@ def train_emulator(dataset: orm.ArrayData, parameters: orm.Dict):
     """
     settings = training_settings(parameters.get_dict())
     X, Y = dataset.get_xy()
-    emulator, metrics, train, test = fit_emulator(X, Y, dataset.label, settings)
+    emulator, metrics, train, test = fit_emulator(X, Y, dataset.row_labels, settings)
     names = dataset.moment_names
     node = EmulatorData()
     node.set_emulator(emulator, settings=settings, metrics=metrics, target_names=names)

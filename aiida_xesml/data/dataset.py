@@ -68,7 +68,8 @@ class XesDatasetData(orm.ArrayData):
         return self.get_array("site_index")
 
     @property
-    def label(self) -> np.ndarray:
+    def row_labels(self) -> np.ndarray:
+        """Array ``label`` (n,): the number of each row, e.g. GPa (the node's own ``label`` stays aiida's)."""
         return self.get_array("label")
 
     @property

@@ -61,7 +61,8 @@ class XesSpectraData(orm.ArrayData):
         return self.get_array("snapshot_index")
 
     @property
-    def label(self) -> np.ndarray:
+    def row_labels(self) -> np.ndarray:
+        """Array ``label`` (n,): the number of each row, e.g. GPa (the node's own ``label`` stays aiida's)."""
         return self.get_array("label")
 
     @property

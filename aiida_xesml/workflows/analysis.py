@@ -150,7 +150,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
                            "spectra and snapshots must come from the same structures.")
 
         try:
-            check_min_per_label(spectra.label, self.inputs.min_samples_per_label.value)
+            check_min_per_label(spectra.row_labels, self.inputs.min_samples_per_label.value)
         except ValueError as exc:
             return self.exit_codes.ERROR_TOO_FEW_SAMPLES.format(reason=str(exc))
         reason = check_settings(self.inputs)
@@ -184,7 +184,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         self.out("descriptors", descriptors)
         self.out("dataset", dataset)
         self.ctx.dataset = dataset
-        labels = sorted({float(v) for v in dataset.label})
+        labels = sorted({float(v) for v in dataset.row_labels})
         self.report(f"data set: {dataset.n_rows} site spectra from {len(structures)} snapshots, labels {labels}")
         return None
 

@@ -174,7 +174,7 @@ def test_mismatched_rows_is_an_input_error(bad_builder, made_data):
     site[0] = 1 + site.max()
     moved = XesSpectraData()
     moved.set_spectra(spectra.energy_ev, spectra.intensity, site, spectra.reference_ev, spectra.snapshot_index,
-                      spectra.label)
+                      spectra.row_labels)
     _run_and_expect(bad_builder(spectra=moved), 302, "no `Ge` atom")
 
 

@@ -30,7 +30,7 @@ def test_pipeline_end_to_end_and_its_provenance(pipeline_builder, tmp_path):
     spectra = results["spectra"]
     # 3 snapshots per pressure (production frames 2, 4, 6), 2 Ge sites each, labelled by target pressure
     assert spectra.n_spectra == 12
-    assert sorted(set(spectra.label)) == [0.0, 20.0]
+    assert sorted(set(spectra.row_labels)) == [0.0, 20.0]
     assert analysis["dataset"].n_rows == 12
     reconstruction = analysis["reconstruction"]
     np.testing.assert_array_equal(reconstruction.get_array("label"), [0.0, 20.0])

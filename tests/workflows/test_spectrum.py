@@ -116,7 +116,7 @@ def test_failed_snapshot_is_left_out_and_the_others_kept(qe_codes, pseudo_family
     assert "1 of 3" in node.exit_message
     merged = results["spectra"]
     np.testing.assert_array_equal(merged.snapshot_index, [0, 0, 2, 2])
-    np.testing.assert_array_equal(merged.label, [0.0, 0.0, 20.0, 20.0])
+    np.testing.assert_array_equal(merged.row_labels, [0.0, 0.0, 20.0, 20.0])
     assert set(results["snapshot_spectra"]) == {"snapshot_0", "snapshot_2"}
 
 
