@@ -18,4 +18,5 @@ def test_docs_build_without_warnings(tmp_path):
     assert (html / "index.html").is_file()
     # The generated reference really holds the API and the CLI (not just empty pages).
     assert "aiida_xesml.ml.descriptors.local_coulomb_matrix" in (html / "reference" / "api.html").read_text()
-    assert "aiida-xesml setup" in (html / "reference" / "cli.html").read_text()
+    cli_page = (html / "reference" / "cli.html").read_text()
+    assert "aiida-xesml setup" in cli_page and "verdi data xesml spectra export" in cli_page
