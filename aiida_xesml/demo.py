@@ -41,9 +41,10 @@ SCALE_NOTE = (
     "alpha-quartz-type GeO2 cell (rattled, then compressed by vc-relax and a {n_md}-step NVT MD at {temperature:g} K "
     "per pressure, with Gamma-point PBE at 30/180 Ry). The published study (Vladyka, Sahle & Niskanen 2023) used "
     "about 10^4 site spectra from ps-long AIMD of melt-quenched glass. These structures are compressed, briefly "
-    "heated crystals, not glass, the snapshots within a pressure are correlated, and the emulator and ECA are "
-    "trained on a few hundred samples, so the figures show the machinery end to end, not converged physics. "
-    "Pressures are PBE pressures of this set-up (the Debian Ge PAW dataset overbinds the volume by ~11 %)."
+    "heated crystals, not glass, the snapshots within a pressure are correlated (so the held-out scores are "
+    "optimistic), and the emulator and ECA learn from {n_sites} samples, so the figures show the machinery end to "
+    "end, not converged physics. Pressures are PBE pressures of this set-up (with the Debian Ge PAW dataset PBE "
+    "overestimates the rutile volume by ~11 %)."
 )
 
 #: Work chains whose reports the demo prints (the QE base work chains' reports are left in the log).
