@@ -16,7 +16,6 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.build_dataset import build_dataset
 from aiida_xesml.calculations.compute_moments import compute_moments, moment_windows
-from aiida_xesml.calculations.extract_snapshots import extract_snapshots
 from aiida_xesml.calculations.featurize import DEFAULT_DESCRIPTOR, featurize
 from aiida_xesml.calculations.fit_eca import DEFAULT_ECA, fit_eca
 from aiida_xesml.calculations.reconstruct import reconstruct
@@ -26,7 +25,7 @@ from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.dataset import check_min_per_label
 from aiida_xesml.ml.descriptors import n_features
 from aiida_xesml.ml.training import training_settings
-from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key
+from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key, snapshot_structures
 
 
 class AnalysisWorkChain(ProtocolMixin, WorkChain):
@@ -160,11 +159,6 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         self.ctx.windows = windows
         return None
 
-    def _structures(self) -> dict[str, orm.StructureData]:
-        if "snapshots" in self.inputs:
-            return dict(extract_snapshots(self.inputs.snapshots, metadata={"call_link_label": "extract_snapshots"}))
-        return dict(self.inputs.structures)
-
     def make_dataset(self):
         """Descriptors of the snapshots, moments of the spectra, joined into one data set."""
         spectra = self.inputs.spectra
@@ -173,7 +167,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
                                       metadata={"call_link_label": "compute_moments"})["moments"]
         except ValueError as exc:
             return self.exit_codes.ERROR_INVALID_SPECTRA.format(reason=str(exc))
-        structures = self._structures()
+        structures = snapshot_structures(self.inputs)
         try:
             descriptors = featurize(self.inputs.descriptor_parameters, metadata={"call_link_label": "featurize"},
                                     **structures)["descriptors"]

@@ -44,6 +44,17 @@ def natural_key(key: str):
     return (head, int(tail)) if tail.isdigit() else (key, -1)
 
 
+def snapshot_structures(inputs) -> dict[str, orm.StructureData]:
+    """The snapshots ``snapshot_<i>`` of a work chain that takes either a ``snapshots`` trajectory or
+    a ``structures`` namespace. Frames of a trajectory go through the ``extract_snapshots``
+    calcfunction, so that each structure is linked to the trajectory it came from."""
+    from aiida_xesml.calculations.extract_snapshots import extract_snapshots
+
+    if "snapshots" in inputs:
+        return dict(extract_snapshots(inputs.snapshots, metadata={"call_link_label": "extract_snapshots"}))
+    return dict(inputs.structures)
+
+
 def gamma_kpoints() -> orm.KpointsData:
     """A Γ-only k-point mesh (with ``settings.gamma_only`` pw.x uses its Γ tricks)."""
     kpoints = orm.KpointsData()

@@ -7,9 +7,8 @@ from aiida.common import AttributeDict
 from aiida.engine import WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
-from aiida_xesml.calculations.extract_snapshots import extract_snapshots
 from aiida_xesml.calculations.merge_spectra import merge_spectra
-from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key
+from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key, snapshot_structures
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain, check_spectrum_parameters, spectrum_parameters
 
 
@@ -74,14 +73,6 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
             builder.labels = orm.List([float(label) for label in labels])
         return builder
 
-    def _structures(self) -> list[orm.StructureData]:
-        """The snapshots in order; frames of a trajectory go through a calcfunction so that each
-        structure is linked to the trajectory it came from."""
-        if "snapshots" in self.inputs:
-            frames = extract_snapshots(self.inputs.snapshots, metadata={"call_link_label": "extract_snapshots"})
-            return [frames[key] for key in sorted(frames, key=natural_key)]
-        return [self.inputs.structures[key] for key in sorted(self.inputs.structures, key=natural_key)]
-
     def validate_inputs(self):
         has_trajectory, has_structures = "snapshots" in self.inputs, bool(self.inputs.get("structures"))
         if has_trajectory == has_structures:
@@ -106,7 +97,8 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         return None
 
     def setup(self):
-        structures = self._structures()
+        frames = snapshot_structures(self.inputs)
+        structures = [frames[key] for key in sorted(frames, key=natural_key)]
         self.ctx.structures = structures
         self.ctx.n_snapshots = len(structures)
         self.ctx.n_launched = 0
