@@ -1,5 +1,6 @@
 """Calcfunction: local Coulomb matrices of every emitting site of a set of snapshots."""
 
+import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
@@ -21,7 +22,7 @@ def featurize(parameters: orm.Dict, **snapshots):
     rows = featurize_snapshots([snapshots[key].get_ase() for key in keys], n_atoms=settings["n_atoms"],
                                species=settings["species"])
     snapshot_numbers = [int(key.rsplit("_", 1)[1]) for key in keys]
-    rows["snapshot_index"] = rows["snapshot_index"].choose(snapshot_numbers) if len(keys) else rows["snapshot_index"]
+    rows["snapshot_index"] = np.asarray(snapshot_numbers, dtype=int)[rows["snapshot_index"]]
     node = orm.ArrayData()
     for name, values in rows.items():
         node.set_array(name, values)

@@ -211,3 +211,14 @@ def test_provenance_queries(analysis, made_data):
     assert query.reconstruction_for_label(7.0) is None
     row = query.reconstruction_row(reconstruction, 20.0)
     assert row["cn_fractional"] == reconstruction.get_array("cn_fractional")[1]
+
+
+def test_featurize_keys_rows_by_the_snapshot_names(aiida_profile):
+    """Row keys are the i of `snapshot_<i>`, also for more snapshots than numpy's choose() takes (64)."""
+    from aiida_xesml.calculations.featurize import featurize
+
+    structures = {f"snapshot_{2 * k + 1}": orm.StructureData(ase=rattle_and_strain(rutile_geo2(), 0.02, 0.0, seed=k))
+                  for k in range(70)}
+    node = featurize(orm.Dict({"n_atoms": 6}), **structures)["descriptors"]
+    np.testing.assert_array_equal(node.get_array("snapshot_index"), np.repeat(np.arange(70) * 2 + 1, 2))
+    np.testing.assert_array_equal(node.get_array("site_index"), np.tile([0, 1], 70))
