@@ -62,7 +62,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
         arrays["true_cn_mean"] = pick(true["cn_mean"])
     for name, values in arrays.items():
         node.set_array(name, np.asarray(values))
-    node.base.attributes.set("labels", [float(v) for v in labels])
+    node.base.attributes.set("labels", [float(v) for v in labels if np.isfinite(v)])  # JSON has no NaN
     node.base.attributes.set("label_min", float(np.nanmin(labels)) if np.isfinite(labels).any() else None)
     node.base.attributes.set("label_max", float(np.nanmax(labels)) if np.isfinite(labels).any() else None)
     node.base.attributes.set("settings", {**settings, "windows": windows, "target_weights": weights.tolist()})
@@ -70,7 +70,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     rows = []
     for i, value in enumerate(labels):
         row = {
-            "label": float(value), "n_spectra": int(counts[i]),
+            "label": _plain(value), "n_spectra": int(counts[i]),
             "first_shell_mean_angstrom": _plain(arrays["first_shell_mean_angstrom"][i]),
             "cn": int(arrays["cn"][i]), "cn_fractional": float(arrays["cn_fractional"][i]),
             "distances_angstrom": [_plain(v) for v in arrays["distances_angstrom"][i][:8]],

@@ -27,4 +27,4 @@ def cli(ctx, profile_name):
     ctx.obj = {"profile_name": profile_name}
 
 
-from . import cmd_demo, cmd_setup  # noqa: E402,F401  (register the subcommands)
+from . import cmd_demo, cmd_launch, cmd_reconstruct, cmd_setup  # noqa: E402,F401  (register the subcommands)

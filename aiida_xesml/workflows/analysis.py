@@ -223,7 +223,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         self.out("reconstruction", result["reconstruction"])
         self.out("reconstruction_summary", result["summary"])
         for row in result["summary"]["rows"]:
-            self.report(f"label {row['label']:g}: reconstructed first shell {_fmt(row['first_shell_mean_angstrom'])} Å, "
+            self.report(f"label {_fmt(row['label'], 'g')}: reconstructed first shell {_fmt(row['first_shell_mean_angstrom'])} Å, "
                         f"CN {row['cn_fractional']:.2f} | true {_fmt(row.get('true_first_shell_mean_angstrom'))} Å, "
                         f"CN {_fmt(row.get('true_cn_mean'), '.2f')}")
         return None
