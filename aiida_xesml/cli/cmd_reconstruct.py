@@ -90,7 +90,7 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     import numpy as np
     from ase.data import chemical_symbols
 
-    from aiida_xesml.calculations.measured_spectrum import (
+    from aiida_xesml.ml.measured import (
         DEFAULT_GRID,
         MAX_FILE_BYTES,
         check_file_size,

@@ -12,7 +12,7 @@ import pytest
 from aiida import orm
 from click.testing import CliRunner
 
-from aiida_xesml.calculations.measured_spectrum import (
+from aiida_xesml.ml.measured import (
     MAX_FILE_BYTES,
     check_file_size,
     read_two_column,
