@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from aiida_xesml.cli.cmd_data import data_xesml
 from aiida_xesml.ml.moments import moment_names
+from cli_asserts import assert_fails, assert_ok
 
 KINDS = ("spectra", "dataset", "emulator", "eca")
 COMMANDS = ("list", "show", "export", "plot")
@@ -19,18 +20,6 @@ def invoke(*args):
     return CliRunner().invoke(data_xesml, [str(arg) for arg in args])
 
 
-def assert_ok(result):
-    assert result.exit_code == 0, result.output
-    assert result.exception is None, result.output
-
-
-def assert_fails(result, *fragments):
-    """Non-zero exit, a clean SystemExit (no traceback) and a message naming the problem."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, f"{fragment!r} not in:\n{result.output}"
 
 
 def row_of(output, pk):

@@ -34,6 +34,7 @@ from aiida_xesml.ml.structures import (
     supercell,
 )
 from aiida_xesml.ml.synthetic import first_shell_geometry, synthetic_site_spectra
+from cli_asserts import assert_fails, assert_ok
 
 REFERENCE_EV = 7000.0
 N_ATOMS = 12
@@ -46,18 +47,6 @@ def invoke(*args):
     return CliRunner().invoke(cli, ["-p", profile, *[str(arg) for arg in args]])
 
 
-def assert_ok(result):
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    assert result.exception is None, result.output
-
-
-def assert_fails(result, *fragments):
-    """Non-zero exit, a clean SystemExit (no traceback) and a message naming the problem."""
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in result.output, f"{fragment!r} not in:\n{result.output}"
 
 
 def count(cls):
