@@ -1,5 +1,6 @@
 """Calcfunction: descriptors and moments joined row by row into the emulator's data set."""
 
+import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
@@ -8,8 +9,6 @@ from aiida_xesml.ml.dataset import join_rows
 
 
 def _keys(node: orm.ArrayData):
-    import numpy as np
-
     return np.column_stack([node.get_array("snapshot_index"), node.get_array("site_index")])
 
 

@@ -18,11 +18,10 @@ def featurize(parameters: orm.Dict, **snapshots):
     ``snapshot_index`` (the i of ``snapshot_<i>``) and ``site_index`` (atom index) per row.
     """
     settings = {**DEFAULT_DESCRIPTOR, **parameters.get_dict()}
-    keys = sorted(snapshots, key=lambda key: int(key.rsplit("_", 1)[1]))
-    rows = featurize_snapshots([snapshots[key].get_ase() for key in keys], n_atoms=settings["n_atoms"],
+    numbered = sorted((int(key.rsplit("_", 1)[1]), key) for key in snapshots)
+    rows = featurize_snapshots([snapshots[key].get_ase() for _, key in numbered], n_atoms=settings["n_atoms"],
                                species=settings["species"])
-    snapshot_numbers = [int(key.rsplit("_", 1)[1]) for key in keys]
-    rows["snapshot_index"] = np.asarray(snapshot_numbers, dtype=int)[rows["snapshot_index"]]
+    rows["snapshot_index"] = np.array([number for number, _ in numbered], dtype=int)[rows["snapshot_index"]]
     node = orm.ArrayData()
     for name, values in rows.items():
         node.set_array(name, values)

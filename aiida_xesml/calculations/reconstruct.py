@@ -5,6 +5,7 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_xesml.calculations.compute_moments import moment_windows
+from aiida_xesml.data.plain import set_label_attributes
 from aiida_xesml.ml.dataset import ensemble_mean_spectra
 from aiida_xesml.ml.moments import spectral_moments
 from aiida_xesml.ml.reconstruct import ENSEMBLE_MOMENT_ORDERS, inverse_weights, reconstruct_targets, true_ensemble_means
@@ -62,9 +63,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
         arrays["true_cn_mean"] = pick(true["cn_mean"])
     for name, values in arrays.items():
         node.set_array(name, np.asarray(values))
-    node.base.attributes.set("labels", [float(v) for v in labels if np.isfinite(v)])  # JSON has no NaN
-    node.base.attributes.set("label_min", float(np.nanmin(labels)) if np.isfinite(labels).any() else None)
-    node.base.attributes.set("label_max", float(np.nanmax(labels)) if np.isfinite(labels).any() else None)
+    set_label_attributes(node, labels)
     node.base.attributes.set("settings", {**settings, "windows": windows, "target_weights": weights.tolist()})
 
     rows = []

@@ -26,13 +26,12 @@ def train_emulator(dataset: orm.ArrayData, parameters: orm.Dict):
     node = EmulatorData()
     node.set_emulator(emulator, settings=settings, metrics=metrics, target_names=names)
     node.base.attributes.set("descriptor", dataset.base.attributes.get("descriptor", {}))
-    by_target = {name: {key: metrics[key][i] for key in ("pearson_r", "r2", "rmse")} for i, name in enumerate(names)}
     split = orm.ArrayData()
     split.set_array("train", np.asarray(train, dtype=int))
     split.set_array("test", np.asarray(test, dtype=int))
     return {
         "emulator": node,
-        "metrics": orm.Dict({"targets": by_target, "n_train": metrics["n_train"], "n_test": metrics["n_test"],
+        "metrics": orm.Dict({"targets": node.base.attributes.get("metrics_by_target"), "n_train": metrics["n_train"], "n_test": metrics["n_test"],
                              "note": "held-out rows; rmse in each target's units (M0 states, M1/M2 eV, M3 1)"}),
         "split": split,
     }

@@ -7,6 +7,8 @@ from aiida import orm
 
 from aiida_xesml.ml.validation import as_finite_array, check_matching_rows
 
+from .plain import set_label_attributes
+
 
 class XesDatasetData(orm.ArrayData):
     """Training data of the emulator.
@@ -45,11 +47,7 @@ class XesDatasetData(orm.ArrayData):
         self.base.attributes.set("windows", dict(windows or {}))
         self.base.attributes.set("n_rows", int(len(x)))
         self.base.attributes.set("n_features", int(x.shape[1]))
-        finite = rows["label"][np.isfinite(rows["label"])]
-        # Label range and values as attributes, so that QueryBuilder can select data sets by pressure.
-        self.base.attributes.set("labels", sorted({float(v) for v in finite}))
-        self.base.attributes.set("label_min", float(finite.min()) if len(finite) else None)
-        self.base.attributes.set("label_max", float(finite.max()) if len(finite) else None)
+        set_label_attributes(self, rows["label"])
 
     @property
     def descriptors(self) -> np.ndarray:

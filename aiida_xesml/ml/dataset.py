@@ -12,7 +12,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .descriptors import local_coulomb_matrices
-from .validation import as_finite_array, check_matching_rows
+from .validation import as_finite_array
 
 __all__ = ["featurize_snapshots", "join_rows", "stratified_split", "ensemble_mean_spectra", "check_min_per_label"]
 
@@ -112,7 +112,6 @@ def ensemble_mean_spectra(intensity, label) -> tuple[np.ndarray, np.ndarray, np.
     label = np.asarray(label, dtype=float)
     if label.shape != (len(intensity),):
         raise ValueError(f"`label` has shape {label.shape}; expected ({len(intensity)},), one per spectrum")
-    check_matching_rows(intensity, "intensity", label, "label")
     labels, inverse, counts = np.unique(label, return_inverse=True, return_counts=True)
     means = np.zeros((len(labels), intensity.shape[1]))
     np.add.at(means, inverse, intensity)
