@@ -24,7 +24,8 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     the descriptor), ``cutoff_angstrom`` (Ge–O distance counted as a bond, 2.3), ``n_starts``,
     ``moment_orders`` (the moments the inverse matches, default [0, 1]: M2 and M3 of a mean or
     measured spectrum also hold the spread between sites; each is weighted by the emulator's
-    held-out R², see :func:`aiida_xesml.ml.reconstruct.inverse_weights`).
+    held-out R², see :func:`aiida_xesml.ml.reconstruct.inverse_weights`; equally when none of them
+    has a positive held-out R², recorded in the attribute ``settings.weighting``).
     With ``dataset``, the ensemble means of the true structure per label are added for comparison.
 
     Output ``reconstruction`` (ArrayData), one row per target: ``label``, ``n_spectra``,
@@ -44,7 +45,14 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     targets = spectral_moments(spectra.energy_ev, intensity, windows=windows)
     names = eca.target_names
     r2 = eca.target_r2 or [1.0] * len(names)  # an emulator without held-out metrics: equal weights
-    weights = inverse_weights(names, r2, settings["moment_orders"])
+    try:
+        weights = inverse_weights(names, r2, settings["moment_orders"])
+        weighting = "held-out R2 of the emulator"
+    except ValueError:
+        # A held-out set of a few rows (a test-size data set) can score every chosen moment R2 <= 0:
+        # the R2 says nothing then, so the chosen moments count equally, and the settings say so.
+        weights = inverse_weights(names, [1.0] * len(names), settings["moment_orders"])
+        weighting = "equal: no moment of these orders had a positive held-out R2"
     result = reconstruct_targets(eca.get_eca(), targets, n_atoms, n_starts=int(settings["n_starts"]),
                                  target_weights=weights, cutoff=cutoff)
 
@@ -64,7 +72,8 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     for name, values in arrays.items():
         node.set_array(name, np.asarray(values))
     set_label_attributes(node, labels)
-    node.base.attributes.set("settings", {**settings, "windows": windows, "target_weights": weights.tolist()})
+    node.base.attributes.set("settings", {**settings, "windows": windows, "target_weights": weights.tolist(),
+                                          "weighting": weighting})
 
     rows = []
     for i, value in enumerate(labels):

@@ -222,3 +222,19 @@ def test_featurize_keys_rows_by_the_snapshot_names(aiida_profile):
     node = featurize(orm.Dict({"n_atoms": 6}), **structures)["descriptors"]
     np.testing.assert_array_equal(node.get_array("snapshot_index"), np.repeat(np.arange(70) * 2 + 1, 2))
     np.testing.assert_array_equal(node.get_array("site_index"), np.tile([0, 1], 70))
+
+
+def test_reconstruct_weighs_moments_equally_when_no_held_out_r2_is_positive(analysis, made_data):
+    """A test-size hold-out can score every M0/M1 with R² <= 0; the reconstruction still runs, says so."""
+    from aiida_xesml.calculations.reconstruct import reconstruct
+    from aiida_xesml.data.eca import XesEcaData
+
+    results, _ = analysis
+    fitted = results["eca"]
+    unscored = XesEcaData()
+    unscored.set_eca(fitted.get_eca(), target_names=fitted.target_names, target_r2=[-0.5] * len(fitted.target_names))
+    output = reconstruct(unscored, made_data["spectra"], orm.Dict({"n_atoms": 20}))["reconstruction"]
+    settings = output.base.attributes.get("settings")
+    assert settings["weighting"].startswith("equal")
+    assert settings["target_weights"] == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    assert np.all(np.isfinite(output.get_array("cn_fractional")))
