@@ -1,0 +1,114 @@
+"""A production-style profile for the ``services`` tests: PostgreSQL storage, RabbitMQ, a daemon of 2 workers.
+
+The profile lives in a temporary AIIDA_PATH and is used from subprocesses (``scenario.py``,
+``verdi``): the test process keeps its own SQLite test profile. Everything is removed afterwards:
+daemon, profile, database and its user.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from service_setup import (
+    ProvisionError,
+    create_database,
+    create_psql_profile,
+    drop_database,
+    profile_env,
+    start_postgresql,
+    start_rabbitmq,
+    verdi,
+)
+
+SCENARIO = Path(__file__).with_name("scenario.py")
+PROFILE = "xesml-services"
+WORKERS = 2
+
+
+@dataclass
+class ServiceProfile:
+    """Handle on the PostgreSQL + RabbitMQ profile: run scenario steps and verdi in it."""
+
+    aiida_path: Path
+    name: str
+
+    @property
+    def env(self) -> dict:
+        return profile_env(self.aiida_path)
+
+    def scenario(self, step: str, *args: str, timeout: float = 600.0) -> dict:
+        """Run one step of scenario.py in this profile; return its JSON answer."""
+        result = subprocess.run([sys.executable, str(SCENARIO), step, *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout, check=False)
+        assert result.returncode == 0, f"scenario {step} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    def verdi(self, *args: str, timeout: float = 300.0) -> str:
+        return verdi(self.aiida_path, "-p", self.name, *args, timeout=timeout)
+
+    def worker_pids(self) -> list[int]:
+        """Pids of the daemon's worker processes (``verdi daemon status`` lists them)."""
+        import psutil
+
+        circus_pid = int((self.aiida_path / ".aiida" / "daemon" / f"circus-{self.name}.pid").read_text())
+        return [child.pid for child in psutil.Process(circus_pid).children(recursive=False)
+                if "worker" in " ".join(child.cmdline())]
+
+    def start_daemon(self, workers: int = WORKERS) -> None:
+        self.verdi("daemon", "start", str(workers))
+
+    def stop_daemon(self) -> None:
+        self.verdi("daemon", "stop", timeout=120)
+
+
+@pytest.fixture(scope="session")
+def service_profile(aiida_profile):
+    """PostgreSQL + RabbitMQ profile with QE codes and a daemon of 2 workers; skips with the reason if impossible."""
+    aiida_path = Path(tempfile.mkdtemp(prefix="xesml-services-"))
+    database = None
+    try:
+        start_postgresql()
+        start_rabbitmq()
+        database = create_database()
+        create_psql_profile(aiida_path, PROFILE, database)
+    except (ProvisionError, subprocess.TimeoutExpired, OSError) as exc:
+        if database is not None:
+            drop_database(database)
+        shutil.rmtree(aiida_path, ignore_errors=True)
+        pytest.skip(f"services unavailable: {exc}")
+    profile = ServiceProfile(aiida_path, PROFILE)
+    try:
+        profile.scenario("codes")
+        profile.start_daemon()
+        yield profile
+    finally:
+        try:
+            profile.stop_daemon()
+        except (ProvisionError, subprocess.TimeoutExpired):
+            _kill_daemon(aiida_path)
+        drop_database(database)
+        shutil.rmtree(aiida_path, ignore_errors=True)
+
+
+def _kill_daemon(aiida_path: Path) -> None:
+    """Last resort when ``verdi daemon stop`` hangs: kill circus and its workers."""
+    import psutil
+
+    for pid_file in (aiida_path / ".aiida" / "daemon").glob("circus-*.pid"):
+        try:
+            process = psutil.Process(int(pid_file.read_text()))
+        except (psutil.NoSuchProcess, ValueError):
+            continue
+        for child in process.children(recursive=True):
+            child.send_signal(signal.SIGKILL)
+        process.send_signal(signal.SIGKILL)
+    time.sleep(1.0)
