@@ -61,15 +61,101 @@ def demo_structure():
 
 
 def build_demo(protocol: str = "balanced", pressures=DEMO_PRESSURES, overrides=None):
-    """The pipeline builder of the demo (codes and pseudopotentials as ``aiida-xesml setup`` makes them)."""
+    """The pipeline builder of the demo (codes and pseudopotentials as ``aiida-xesml setup`` makes them).
+
+    :raises RuntimeError: when a code or the pseudopotential family is missing (run the set-up).
+    """
     from aiida import orm
+    from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
     from aiida_xesml.environment import code_label
     from aiida_xesml.workflows.pipeline import PipelineWorkChain
 
-    return PipelineWorkChain.get_builder_from_protocol(
-        orm.load_code(code_label("pw")), orm.load_code(code_label("projwfc")), orm.StructureData(ase=demo_structure()),
-        list(pressures), protocol=protocol, overrides=DEMO_OVERRIDES if overrides is None else overrides)
+    codes = {}
+    for name in ("pw", "projwfc"):
+        label = f"{code_label(name)}@localhost"  # where `aiida-xesml setup` puts them
+        try:
+            codes[name] = orm.load_code(label)
+        except (NotExistent, MultipleObjectsError) as exc:
+            raise RuntimeError(f"no code {label} in this profile ({exc}); run `aiida-xesml setup` first") from exc
+    try:
+        return PipelineWorkChain.get_builder_from_protocol(
+            codes["pw"], codes["projwfc"], orm.StructureData(ase=demo_structure()), list(pressures),
+            protocol=protocol, overrides=DEMO_OVERRIDES if overrides is None else overrides)
+    except NotExistent as exc:  # the protocol's pseudopotential family
+        raise RuntimeError(f"{exc}; run `aiida-xesml setup` first") from exc
+
+
+def describe_demo(builder) -> list[str]:
+    """What the demo would submit, as lines of text; raises RuntimeError when the inputs are invalid.
+
+    The builder is validated against the pipeline's input spec and its own up-front checks (the
+    analysis and spectrum settings), without storing a node or running QE.
+    """
+    from aiida_xesml.workflows.analysis import check_settings
+    from aiida_xesml.workflows.spectrum import check_spectrum_parameters, spectrum_parameters
+
+    inputs = builder._inputs(prune=True)
+    error = builder.process_class.spec().inputs.validate(inputs)
+    if error is not None:
+        raise RuntimeError(f"the demo's inputs are invalid: {error}")
+    reason = check_settings(builder.analysis)
+    if reason:
+        raise RuntimeError(f"the demo's analysis settings are invalid: {reason[1]}")
+    compression, spectrum = builder.compression, builder.spectra.spectrum
+    structure = compression.structure
+    reason = check_spectrum_parameters(spectrum_parameters(spectrum.get("parameters")), structure)
+    if reason:
+        raise RuntimeError(f"the demo's spectrum settings are invalid: {reason}")
+
+    md_pw, scf = compression.md.md.pw, spectrum.scf
+    system = md_pw.parameters.get_dict()["SYSTEM"]
+    resources = md_pw.metadata.options.resources
+    training = builder.analysis.training_parameters.get_dict()
+
+    def code(node):
+        return f"{node.full_label} ({node.get_executable()})"
+
+    def mesh(base):
+        """The k-points of a PwBaseWorkChain namespace: a mesh, a list, or a spacing."""
+        kpoints = base.get("kpoints")
+        if kpoints is None:
+            distance = base.get("kpoints_distance")
+            return "from the structure" if distance is None else f"spacing {distance.value:g} 1/Å"
+        try:
+            return "x".join(str(n) for n in kpoints.get_kpoints_mesh()[0])
+        except AttributeError:
+            return f"{len(kpoints.get_kpoints())} k-points"
+
+    elements = sorted({site.kind_name for site in structure.sites})
+    return [
+        f"structure: {structure.get_formula()} ({len(structure.sites)} atoms), 2x1x1 alpha-quartz-type GeO2 rattled by "
+        f"0.02 Å, cell volume {structure.get_cell_volume():.1f} Å^3",
+        f"pressures: {', '.join(f'{p:g}' for p in compression.pressures.get_list())} GPa (PBE)",
+        f"codes: {code(md_pw.code)}, {code(spectrum.projwfc.code)}; {resources['num_mpiprocs_per_machine']} MPI "
+        f"processes per calculation",
+        "pseudopotentials: " + ", ".join(f"{e} {md_pw.pseudos[e].filename}" for e in elements)
+        + f"; cutoffs {system['ecutwfc']:g}/{system['ecutrho']:g} Ry",
+        f"compression: {compression.variable_cell.value} then NVT MD at {compression.temperature_k.value:g} K, "
+        f"{compression.nstep_equilibration.value} + {compression.nstep_production.value} steps of "
+        f"{compression.md.timestep_fs.value:g} fs, a snapshot every {compression.snapshot_stride.value} production "
+        f"steps; k-points {mesh(compression.md.md)}",
+        f"spectra: one pw.x SCF (k-points {mesh(scf)}) + projwfc.x per snapshot, "
+        f"{builder.spectra.max_concurrent.value or 'unlimited'} at a time",
+        f"analysis: Coulomb matrix of {builder.analysis.descriptor_parameters['n_atoms']} atoms; emulator "
+        f"{tuple(training['hidden_layer_sizes'])} {training['activation']}, {training['test_fraction']:g} held out; "
+        f"ECA {builder.analysis.eca_parameters['n_components']} components",
+    ]
+
+
+def dry_run_demo(protocol: str = "balanced", pressures=DEMO_PRESSURES) -> list[str]:
+    """Build and validate the demo's inputs and print what would be submitted; nothing is stored or run."""
+    lines = describe_demo(build_demo(protocol, pressures))
+    print(f"dry run: aiida-xesml demo would submit xesml.pipeline ({protocol} protocol + demo overrides) with:")
+    for line in lines:
+        print(f"  {line}")
+    print("the inputs are valid; nothing was stored and no calculation was run")
+    return lines
 
 
 def _ensure_daemon() -> bool:
@@ -136,9 +222,9 @@ def run_demo(output_dir: str | Path = "demo-output", protocol: str = "balanced",
     from aiida.orm import load_node
 
     start = time.time()
+    builder = build_demo(protocol, pressures)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    builder = build_demo(protocol, pressures)
     started_daemon = _ensure_daemon()
     try:
         node = submit(builder)

@@ -17,19 +17,20 @@ from .validation import as_finite_array
 __all__ = ["featurize_snapshots", "join_rows", "stratified_split", "ensemble_mean_spectra", "check_min_per_label"]
 
 
-def featurize_snapshots(structures, n_atoms: int = 20, species: str = "Ge") -> dict[str, np.ndarray]:
+def featurize_snapshots(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False) -> dict[str, np.ndarray]:
     """Local Coulomb matrices of every ``species`` site of each snapshot, with the row keys.
 
     :param structures: list of ``ase.Atoms`` (Å); its position is the ``snapshot_index``.
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: emitting element (default "Ge").
+    :param verbose: show a progress bar (sites done) on stderr.
     :returns: ``descriptors`` (n, n_atoms(n_atoms+1)/2), ``snapshot_index`` (n,), ``site_index`` (n,)
         (atom index of the emitter in its snapshot); rows snapshot by snapshot, sites in index order.
     """
     structures = list(structures)
     if not structures:
         raise ValueError("`structures` is empty; give at least one snapshot")
-    descriptors = local_coulomb_matrices(structures, n_atoms=n_atoms, species=species)
+    descriptors = local_coulomb_matrices(structures, n_atoms=n_atoms, species=species, verbose=verbose)
     z = atomic_numbers[species]
     sites = [np.flatnonzero(atoms.numbers == z) for atoms in structures]
     return {

@@ -28,7 +28,8 @@ wrapping positions (which changes offsets) when its neighbours have exact ties. 
 thermally disordered) structures are invariant under all of these.
 
 Implementation: one vectorized image search per structure, and structures of equal size and pbc
-are searched together (no Python loop over sites or structures in the hot path). Lattice images
+are searched together, in batches of about :data:`BATCH_SITES` centres (no Python loop over sites
+or structures in the hot path; the batches drive the optional progress bar). Lattice images
 are enumerated within a cutoff from the cell heights (the distances between lattice planes), which
 provably includes every image within the cutoff; the cutoff starts from the number density and is
 enlarged, for the centres that need it, until the ``n_atoms - 1``-th neighbour is provably inside.
@@ -45,11 +46,13 @@ from ase.data import atomic_numbers
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .progress import progress
 from .validation import as_finite_array
 
 __all__ = [
     "TIE_TOLERANCE",
     "OVERLAP_TOLERANCE",
+    "BATCH_SITES",
     "NeighbourShells",
     "neighbour_shells",
     "coulomb_features",
@@ -71,6 +74,8 @@ _MAX_CANDIDATES = 2_000_000
 # First cutoff = this factor times the radius of a sphere holding n_atoms atoms on average; the
 # cutoff grows by _CUTOFF_GROWTH for the centres whose n_atoms-th atom lies beyond it.
 _CUTOFF_MARGIN = 1.2
+#: Centres per vectorized pass of :func:`local_coulomb_matrices` (one step of its progress bar).
+BATCH_SITES = 4096
 _CUTOFF_GROWTH = 1.3
 
 
@@ -170,14 +175,15 @@ def local_coulomb_matrix(atoms, centers=None, n_atoms: int = 20, species: str = 
     return _features_of(shells, np.zeros(len(shells.centers), dtype=np.int64), ["`atoms`"])
 
 
-def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge") -> np.ndarray:
+def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False) -> np.ndarray:
     """Features of every ``species`` site of several structures, stacked in order.
 
     Rows: structure by structure, each structure's centres in index order; the same values as
-    :func:`local_coulomb_matrix` per structure, computed in one vectorized pass per group of
-    structures with equal atom count and pbc.
+    :func:`local_coulomb_matrix` per structure, computed in vectorized passes over batches of
+    structures with equal atom count and pbc (about :data:`BATCH_SITES` centres per pass).
 
     :param structures: a list of ``ase.Atoms`` (positions in Å).
+    :param verbose: show a progress bar (sites done) on stderr; the values do not depend on it.
     :returns: (total centres, n_atoms*(n_atoms+1)//2).
     """
     structures = _as_structures(structures, "structures")
@@ -191,13 +197,23 @@ def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge") -
     starts = np.concatenate([[0], np.cumsum(counts)])
     features = np.empty((starts[-1], n_features(n_atoms)))
     keys = [(len(atoms), tuple(bool(p) for p in atoms.pbc)) for atoms in structures]
+    batches = []
     for key in dict.fromkeys(keys):
         members = [k for k, other in enumerate(keys) if other == key]
-        group = _Group.of([structures[k] for k in members], [names[k] for k in members])
-        structure_of, center_index = np.nonzero(group.numbers == z_species)  # structure-major order
-        shells = group.shells(structure_of, center_index, n_atoms)
-        rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members])
-        features[rows] = _features_of(shells, structure_of, group.names)
+        # Each centre's neighbourhood is computed on its own, so batching does not change any value.
+        first = 0
+        while first < len(members):
+            last = first + max(1, int(np.searchsorted(np.cumsum(counts[members[first:]]), BATCH_SITES, side="right")))
+            batches.append(members[first:last])
+            first = last
+    with progress(total=int(starts[-1]), desc="Coulomb matrices", enabled=verbose, unit="site") as bar:
+        for members in batches:
+            group = _Group.of([structures[k] for k in members], [names[k] for k in members])
+            structure_of, center_index = np.nonzero(group.numbers == z_species)  # structure-major order
+            shells = group.shells(structure_of, center_index, n_atoms)
+            rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members])
+            features[rows] = _features_of(shells, structure_of, group.names)
+            bar.update(len(rows))
     return features
 
 
@@ -210,11 +226,13 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
 
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: chemical symbol of the centres (default "Ge").
+    :param verbose: show a progress bar (sites done) on stderr during ``transform``.
     """
 
-    def __init__(self, n_atoms: int = 20, species: str = "Ge"):
+    def __init__(self, n_atoms: int = 20, species: str = "Ge", verbose: bool = False):
         self.n_atoms = n_atoms
         self.species = species
+        self.verbose = verbose
 
     def fit(self, X, y=None):
         """Validate the parameters and ``X`` (a list of ase.Atoms). Returns self."""
@@ -229,7 +247,7 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_out_")
         structures = _as_structures(X, "X")
         try:
-            return local_coulomb_matrices(structures, n_atoms=self.n_atoms, species=self.species)
+            return local_coulomb_matrices(structures, n_atoms=self.n_atoms, species=self.species, verbose=self.verbose)
         except ValueError as exc:
             raise ValueError(str(exc).replace("of `structures`", "of `X`")) from exc
 

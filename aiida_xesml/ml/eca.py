@@ -22,6 +22,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
+from .progress import progress
 from .validation import as_finite_array, check_matching_rows
 
 
@@ -35,6 +36,8 @@ class ECA(TransformerMixin, BaseEstimator):
     :param n_restarts: starts per component (the active-subspace guesses count among them).
     :param n_screen: samples used to screen the starts (all samples if fewer).
     :param max_iter: L-BFGS iterations of the final optimization of each component.
+    :param verbose: show progress bars on stderr: one step per screened start and per final
+        optimization in ``fit``, one per start in ``inverse``. The results do not depend on it.
 
     Fitted attributes: ``components_`` (k, d) orthonormal rows in standardized X space;
     ``covered_variance_`` (k,) cumulative covered variance of Y; ``covered_variance_x_`` (k,) the
@@ -43,13 +46,14 @@ class ECA(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, emulator, n_components: int = 3, random_state: int | None = 0, n_restarts: int = 4,
-                 n_screen: int = 2000, max_iter: int = 300):
+                 n_screen: int = 2000, max_iter: int = 300, verbose: bool = False):
         self.emulator = emulator
         self.n_components = n_components
         self.random_state = random_state
         self.n_restarts = n_restarts
         self.n_screen = n_screen
         self.max_iter = max_iter
+        self.verbose = verbose
 
     # ----- helpers --------------------------------------------------------------------------------
 
@@ -126,22 +130,31 @@ class ECA(TransformerMixin, BaseEstimator):
 
         V = np.zeros((0, d))
         covered, covered_x, restart_losses = [], [], []
-        for _ in range(k_max):
-            Q = null_space(V) if len(V) else np.eye(d)
-            starts = self._starts(Xs, Q, rng, max(0, int(self.n_restarts) - 2))
-            screen_fn = self._projection_loss(Xs[screen], Ys[screen], total_screen, V, Q)
-            screened = [minimize(screen_fn, u0, jac=True, method="L-BFGS-B", options={"maxiter": 40}) for u0 in starts]
-            restart_losses.append([float(result.fun) for result in screened])
-            best = min(screened, key=lambda result: result.fun)
-            full_fn = self._projection_loss(Xs, Ys, total, V, Q)
-            result = minimize(full_fn, best.x, jac=True, method="L-BFGS-B",
-                              options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
-            w = Q @ result.x
-            V = np.vstack([V, w / np.linalg.norm(w)])
-            covered.append(1.0 - float(result.fun))
-            residual_x = Xs - (Xs @ V.T) @ V
-            covered_x.append(1.0 - float(np.sum((residual_x - residual_x.mean(axis=0)) ** 2)) / total_x
-                             if total_x > 0 else 1.0)
+        n_random = max(0, int(self.n_restarts) - 2)
+        steps = sum(min(2, d - i) + n_random + 1 for i in range(k_max))  # screened starts + final fit
+        with progress(total=steps, desc="ECA fit", enabled=self.verbose, unit="fit") as bar:
+            for i in range(k_max):
+                bar.set_postfix_str(f"component {i + 1}/{k_max}")
+                Q = null_space(V) if len(V) else np.eye(d)
+                starts = self._starts(Xs, Q, rng, n_random)
+                screen_fn = self._projection_loss(Xs[screen], Ys[screen], total_screen, V, Q)
+                screened = []
+                for u0 in starts:
+                    screened.append(minimize(screen_fn, u0, jac=True, method="L-BFGS-B", options={"maxiter": 40}))
+                    bar.update()
+                restart_losses.append([float(result.fun) for result in screened])
+                best = min(screened, key=lambda result: result.fun)
+                full_fn = self._projection_loss(Xs, Ys, total, V, Q)
+                result = minimize(full_fn, best.x, jac=True, method="L-BFGS-B",
+                                  options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
+                w = Q @ result.x
+                V = np.vstack([V, w / np.linalg.norm(w)])
+                covered.append(1.0 - float(result.fun))
+                residual_x = Xs - (Xs @ V.T) @ V
+                covered_x.append(1.0 - float(np.sum((residual_x - residual_x.mean(axis=0)) ** 2)) / total_x
+                                 if total_x > 0 else 1.0)
+                bar.update()
+                bar.set_postfix_str(f"component {i + 1}/{k_max}, covered variance {covered[-1]:.3f}")
         self.components_ = V
         self.covered_variance_ = np.array(covered)
         self.covered_variance_x_ = np.array(covered_x)
@@ -201,7 +214,7 @@ class ECA(TransformerMixin, BaseEstimator):
         n, k = len(Ys), len(self.components_)
         rng = np.random.default_rng(self.random_state)
         best_T, best_loss = None, np.full(n, np.inf)
-        for start in range(max(1, int(n_starts))):
+        for start in progress(range(max(1, int(n_starts))), desc="ECA inverse", enabled=self.verbose, unit="start"):
             T0 = np.tile(self.scores_mean_, (n, 1))
             if start:
                 T0 = T0 + rng.standard_normal((n, k)) * self.scores_std_

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from .progress import show_progress
 from .validation import as_finite_array, check_matching_rows, check_positive
 
 __all__ = [
@@ -179,7 +180,8 @@ def inverse_weights(target_names, r2, orders=ENSEMBLE_MOMENT_ORDERS) -> np.ndarr
     return weights
 
 
-def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=None, **analysis_options) -> dict:
+def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=None, verbose: bool = False,
+                        **analysis_options) -> dict:
     """Structure read off the moments ``Y`` through a fitted ECA (SCIENCE.md §6).
 
     For each target row: ECA scores ``t`` that the emulator maps closest to it (``eca.inverse``),
@@ -191,12 +193,14 @@ def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=
     :param n_atoms: descriptor size N the emulator was trained on.
     :param target_weights: per-target weights of the inverse (see :meth:`ECA.inverse`), e.g. the
         emulator's held-out R² clipped to [0, 1]; None weighs all targets equally.
+    :param verbose: show the inverse's progress bar (starts done) on stderr, as ``ECA(verbose=True)`` does.
     :param analysis_options: passed to :func:`analyze_coulomb` (z_center, species, cutoff Å, width Å).
     :returns: dict of arrays, one row per target: ``scores`` (n, k), ``pseudo_coulomb`` (n, d),
         ``predicted_moments`` (n, m) the emulator's moments of the reconstruction, ``inverse_loss``
         (n,), and the keys of :func:`analyze_coulomb`.
     """
-    scores = eca.inverse(Y, n_starts=n_starts, target_weights=target_weights)
+    with show_progress(verbose):
+        scores = eca.inverse(Y, n_starts=n_starts, target_weights=target_weights)
     pseudo = eca.expand(scores)
     result = {
         "scores": scores,

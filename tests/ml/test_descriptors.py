@@ -247,7 +247,7 @@ def test_transformer_stacks_sites_of_all_structures():
     np.testing.assert_array_equal(features, expected)
     names = transformer.get_feature_names_out()
     assert list(names[:3]) == ["M_0_0", "M_0_1", "M_0_2"] and names[8] == "M_1_1" and len(names) == 36
-    assert clone(transformer).get_params() == {"n_atoms": 8, "species": "Ge"}
+    assert clone(transformer).get_params() == {"n_atoms": 8, "species": "Ge", "verbose": False}
     assert LocalCoulombMatrix(species="O").fit_transform(structures[:1]).shape == (4, 210)
 
 
