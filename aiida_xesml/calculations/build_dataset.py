@@ -4,6 +4,7 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_xesml.calculations.checks import require_arrays
 from aiida_xesml.data.dataset import XesDatasetData
 from aiida_xesml.ml.dataset import join_rows
 
@@ -19,6 +20,10 @@ def build_dataset(descriptors: orm.ArrayData, moments: orm.ArrayData):
     A moments row without a descriptor is an error (the spectra and snapshots do not belong
     together); descriptors without moments (a snapshot whose spectra failed) are left out.
     """
+    require_arrays(descriptors, ("descriptors", "snapshot_index", "site_index"), "descriptors",
+                   "the featurize calcfunction")
+    require_arrays(moments, ("moments", "snapshot_index", "site_index", "label"), "moments",
+                   "the compute_moments calcfunction")
     ia, ib = join_rows(_keys(descriptors), _keys(moments))
     dataset = XesDatasetData()
     dataset.set_dataset(

@@ -3,13 +3,25 @@
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_xesml.ml.moments import DEFAULT_WINDOWS, moment_names, spectral_moments
+from aiida_xesml.ml.moments import (
+    DEFAULT_WINDOWS,
+    check_windows,
+    moment_names,
+    spectral_moments,
+)
+from aiida_xesml.ml.validation import check_known_keys
+
+#: The keys ``compute_moments``'s ``parameters`` may have.
+MOMENT_KEYS = ("windows",)
 
 
 def moment_windows(parameters: orm.Dict | None) -> dict:
-    """The windows (eV, name -> [lo, hi]) in ``parameters['windows']``, or the defaults."""
+    """The windows (eV, name -> [lo, hi]) in ``parameters['windows']``, or the defaults.
+
+    :raises ValueError: naming ``parameters['windows']`` when they are not name -> [lo, hi] with lo < hi.
+    """
     windows = (parameters.get_dict() if parameters is not None else {}).get("windows") or DEFAULT_WINDOWS
-    return {name: [float(lo), float(hi)] for name, (lo, hi) in windows.items()}
+    return {name: [lo, hi] for name, (lo, hi) in check_windows(windows, "parameters['windows']").items()}
 
 
 @calcfunction
@@ -21,6 +33,7 @@ def compute_moments(spectra: orm.ArrayData, parameters: orm.Dict):
     with M0 in states, M1 and M2 in eV, M3 dimensionless; ``snapshot_index``, ``site_index``,
     ``label`` per row; attributes ``moment_names`` and ``windows``.
     """
+    check_known_keys(parameters.get_dict(), MOMENT_KEYS, "moment parameters")
     windows = moment_windows(parameters)
     node = orm.ArrayData()
     node.set_array("moments", spectral_moments(spectra.energy_ev, spectra.intensity, windows=windows))

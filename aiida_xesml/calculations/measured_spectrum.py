@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
+from aiida.common.exceptions import NotExistent
 from aiida.engine import calcfunction
 
 from aiida_xesml.data.spectra import XesSpectraData
@@ -23,8 +24,12 @@ def measured_spectrum(spectrum: orm.XyData, reference_ev: orm.Float, grid: orm.L
     [-30, 5, 0.05]); intensity is zero outside the measured range. ``label`` (e.g. GPa) is NaN
     when not given. The output's ``parameters`` name the source file and its SHA-256.
     """
-    _, energy, _ = spectrum.get_x()
-    intensity = spectrum.get_y()[0][1]
+    try:
+        _, energy, _ = spectrum.get_x()
+        intensity = spectrum.get_y()[0][1]
+    except (AttributeError, KeyError, IndexError, NotExistent) as exc:
+        raise ValueError(f"input `spectrum` (XyData pk {spectrum.pk}) has no x (energy, eV) and y (intensity) "
+                         f"arrays: {exc}; set them with set_x and set_y") from None
     grid_values = list(grid.get_list()) if grid is not None else list(DEFAULT_GRID)
     energies = grid_from(grid_values)
     on_grid = shift_and_interpolate(energy, intensity, reference_ev.value, energies)

@@ -4,14 +4,52 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
+from aiida_xesml.calculations.checks import require_type
 from aiida_xesml.calculations.compute_moments import moment_windows
+from aiida_xesml.data.dataset import XesDatasetData
+from aiida_xesml.data.eca import XesEcaData
 from aiida_xesml.data.plain import set_label_attributes
+from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.dataset import ensemble_mean_spectra
-from aiida_xesml.ml.moments import spectral_moments
-from aiida_xesml.ml.reconstruct import ENSEMBLE_MOMENT_ORDERS, inverse_weights, reconstruct_targets, true_ensemble_means
+from aiida_xesml.ml.descriptors import n_features
+from aiida_xesml.ml.moments import check_windows, moment_names, spectral_moments
+from aiida_xesml.ml.reconstruct import (
+    ENSEMBLE_MOMENT_ORDERS,
+    inverse_weights,
+    reconstruct_targets,
+    true_ensemble_means,
+)
+from aiida_xesml.ml.validation import check_integer, check_known_keys, check_positive
 
 DEFAULT_RECONSTRUCTION = {"ensemble_mean": True, "n_atoms": 20, "cutoff_angstrom": 2.3, "n_starts": 4,
                           "moment_orders": list(ENSEMBLE_MOMENT_ORDERS)}
+#: The keys ``reconstruct``'s ``parameters`` may have: the defaults' and ``windows``.
+RECONSTRUCTION_KEYS = (*DEFAULT_RECONSTRUCTION, "windows")
+
+
+def reconstruction_settings(parameters: dict) -> dict:
+    """:data:`DEFAULT_RECONSTRUCTION` updated with ``parameters``, each value checked.
+
+    :raises ValueError: naming the key: an unknown key, ``ensemble_mean`` not a boolean, ``n_atoms``
+        not a whole number >= 2, ``cutoff_angstrom`` not a positive number, ``n_starts`` not a whole
+        number >= 1, ``moment_orders`` not a non-empty list of orders 0..3, or bad ``windows``.
+    """
+    given = check_known_keys(parameters, RECONSTRUCTION_KEYS, "reconstruction parameters")
+    settings = {**DEFAULT_RECONSTRUCTION, **given}
+    if not isinstance(settings["ensemble_mean"], (bool, np.bool_)):
+        raise ValueError(f"`parameters['ensemble_mean']` must be true or false; got {settings['ensemble_mean']!r}")
+    settings["n_atoms"] = check_integer(settings["n_atoms"], "parameters['n_atoms']", minimum=2)
+    settings["cutoff_angstrom"] = check_positive(settings["cutoff_angstrom"], "parameters['cutoff_angstrom']")
+    settings["n_starts"] = check_integer(settings["n_starts"], "parameters['n_starts']", minimum=1)
+    orders = settings["moment_orders"]
+    if isinstance(orders, (str, bytes)) or not isinstance(orders, (list, tuple)) or not orders:
+        raise ValueError(f"`parameters['moment_orders']` must be a non-empty list of moment orders (0, 1, 2, 3); "
+                         f"got {orders!r}")
+    settings["moment_orders"] = [check_integer(order, "parameters['moment_orders']", minimum=0, maximum=3)
+                                 for order in orders]
+    if "windows" in given:
+        check_windows(given["windows"], "parameters['windows']")
+    return settings
 
 
 @calcfunction
@@ -34,10 +72,20 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     ``dataset`` ``true_distances_angstrom``, ``true_first_shell_mean_angstrom``, ``true_cn_mean``.
     Output ``summary`` (Dict): the same per label as a table of plain numbers.
     """
-    settings = {**DEFAULT_RECONSTRUCTION, **parameters.get_dict()}
+    require_type(eca, XesEcaData, "eca", "the fit_eca calcfunction (an XesEcaData)")
+    require_type(spectra, XesSpectraData, "spectra", "xesml.spectra or measured_spectrum (an XesSpectraData)")
+    if dataset is not None:
+        require_type(dataset, XesDatasetData, "dataset", "the build_dataset calcfunction (an XesDatasetData)")
+    settings = reconstruction_settings(parameters.get_dict())
     windows = moment_windows(parameters)
-    n_atoms = int(settings["n_atoms"])
-    cutoff = float(settings["cutoff_angstrom"])
+    n_atoms = settings["n_atoms"]
+    cutoff = settings["cutoff_angstrom"]
+    if eca.n_features is not None and eca.n_features != n_features(n_atoms):
+        raise ValueError(f"`parameters['n_atoms']` = {n_atoms} gives {n_features(n_atoms)} descriptor features, but the "
+                         f"ECA (pk {eca.pk}) was fitted on {eca.n_features}; use the n_atoms of its descriptor")
+    if eca.target_names and len(eca.target_names) != len(moment_names(windows)):
+        raise ValueError(f"`parameters['windows']` give {len(moment_names(windows))} moments, but the ECA (pk {eca.pk}) "
+                         f"predicts {len(eca.target_names)} ({eca.target_names}); use the windows it was fitted with")
     if settings["ensemble_mean"]:
         labels, intensity, counts = ensemble_mean_spectra(spectra.intensity, spectra.row_labels)
     else:

@@ -1,5 +1,6 @@
 """``aiida-xesml launch``: run or submit xesml.compression, xesml.spectra, xesml.analysis or xesml.pipeline."""
 
+import math
 import re
 from pathlib import Path
 
@@ -30,12 +31,17 @@ def parse_pressures(text: str) -> list[float]:
 
 
 def read_structure(path: Path):
-    """An ASE Atoms with a cell from any ASE-readable file; a ValueError naming the problem."""
+    """An ASE Atoms with a cell from any ASE-readable file; a ValueError naming the problem.
+
+    The file may be at most :data:`~aiida_xesml.ml.limits.MAX_STRUCTURE_FILE_BYTES` (10 MB) and the
+    structure at most :data:`~aiida_xesml.ml.limits.MAX_STRUCTURE_ATOMS` atoms.
+    """
     import ase.io
 
+    from aiida_xesml.ml.limits import check_atom_count, check_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"structure file {str(path)!r} does not exist")
+    check_file(path, "structure", "--structure")
     try:
         atoms = ase.io.read(path)
     except Exception as exc:
@@ -44,6 +50,7 @@ def read_structure(path: Path):
         atoms = atoms[-1]
     if len(atoms) == 0:
         raise ValueError(f"{str(path)!r} holds no atoms")
+    check_atom_count(len(atoms), f"--structure {str(path)!r}")
     if not atoms.cell.rank == 3 or atoms.cell.volume <= 0:
         raise ValueError(f"{str(path)!r} has no 3-D cell; the calculations need a periodic cell (.cif, extended .xyz, ...)")
     atoms.pbc = True
@@ -54,13 +61,17 @@ def read_structure(path: Path):
 
 def builtin_structure(name: str, repeats=(1, 1, 1)):
     """The built-in rutile- or quartz-type GeO2 cell repeated ``repeats`` times."""
+    from aiida_xesml.ml.limits import check_atom_count
     from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2, supercell
 
     if name not in BUILTINS:
         raise ValueError(f"unknown built-in structure {name!r}; choose from {', '.join(BUILTINS)}")
-    if any(int(n) < 1 for n in repeats):
-        raise ValueError(f"--supercell repeats must be positive integers; got {tuple(repeats)}")
-    return supercell(rutile_geo2() if name == "rutile" else quartz_geo2(), tuple(int(n) for n in repeats))
+    if len(repeats) != 3 or any(int(n) < 1 for n in repeats):
+        raise ValueError(f"--supercell repeats must be three positive integers; got {tuple(repeats)}")
+    base = rutile_geo2() if name == "rutile" else quartz_geo2()
+    n_atoms = len(base) * math.prod(int(n) for n in repeats)
+    check_atom_count(n_atoms, f"--builtin {name} --supercell {' '.join(str(int(n)) for n in repeats)}")
+    return supercell(base, tuple(int(n) for n in repeats))
 
 
 def build_builder(workflow: str, protocol: str = "balanced", structure=None, pressures=None, pw_code=None,
@@ -112,7 +123,8 @@ def _load_code(label: str, option: str):
 @click.argument("workflow", type=click.Choice(WORKFLOWS))
 @click.option("--protocol", default="balanced", show_default=True, type=click.Choice(["fast", "balanced", "stringent"]))
 @click.option("--structure", "structure_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Structure file with a cell (any ASE-readable format: .cif, extended .xyz, POSCAR, ...).")
+              help="Structure file with a cell (any ASE-readable format: .cif, extended .xyz, POSCAR, ...); "
+                   "at most 10 MB and 1000 atoms.")
 @click.option("--builtin", type=click.Choice(BUILTINS), default=None, help="A built-in GeO2 cell instead of --structure.")
 @click.option("--supercell", nargs=3, type=int, default=(1, 1, 1), show_default=True, metavar="NA NB NC",
               help="Repeats of the built-in cell.")

@@ -80,25 +80,26 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     """Reconstruct the structure around Ge from a measured spectrum SPECTRUM.
 
     SPECTRUM is a text file of two columns, energy (eV) and intensity; '#' comment lines only at
-    the top. The file is stored as an XyData, put on the common grid (xesml.measured_spectrum) and
+    the top; at most 5 MB (aiida_xesml.ml.limits.MAX_SPECTRUM_FILE_BYTES). The file is stored as an XyData, put on the common grid (xesml.measured_spectrum) and
     reconstructed with the ECA (xesml.reconstruct), all with provenance.
 
     \b
     Example:
         aiida-xesml reconstruct kbeta.txt --eca 1234 --reference-ev 11098.5 --label 0
     """
+    import sys
+
     import numpy as np
     from ase.data import chemical_symbols
 
     from aiida_xesml.ml.measured import (
         DEFAULT_GRID,
-        MAX_FILE_BYTES,
-        check_file_size,
         grid_from,
-        read_two_column,
+        read_spectrum_file,
         sha256_hex,
         shift_and_interpolate,
     )
+    from aiida_xesml.ml.descriptors import n_features
     from aiida_xesml.ml.moments import moment_names, spectral_moments
 
     # 1. The file, checked before anything is stored.
@@ -111,15 +112,11 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     if label is not None and not np.isfinite(label):
         raise click.ClickException(f"--label must be a finite number; got {label}")
     try:
-        check_file_size(spectrum_file.stat().st_size, MAX_FILE_BYTES)
-        content = spectrum_file.read_bytes()
-        try:
-            text = content.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError("the file is not UTF-8 text; it must be two columns of numbers") from None
-        energy, intensity = read_two_column(text)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"{spectrum_file}: {exc}") from exc
+        energy, intensity, content = read_spectrum_file(spectrum_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"{spectrum_file}: cannot read the file: {exc}") from exc
 
     # 2. The ECA, its descriptor and windows; the moments of the spectrum as a dry run.
     load_profile_of(ctx)
@@ -127,10 +124,20 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
 
     from aiida_xesml.calculations.measured_spectrum import measured_spectrum
     from aiida_xesml.calculations.reconstruct import reconstruct
+    from aiida_xesml.ml.progress import show_progress
     from aiida_xesml.data.eca import XesEcaData
 
     eca = load_node_of_type(eca_pk, XesEcaData, "an XesEcaData (xesml.eca)")
     n_atoms, windows = eca_settings(eca)
+    if eca.n_features is not None and n_features(n_atoms) != eca.n_features:
+        raise click.ClickException(
+            f"XesEcaData {eca.pk} was fitted on {eca.n_features} descriptor features, but its descriptor settings give "
+            f"n_atoms = {n_atoms} ({n_features(n_atoms)} features); use an ECA made by xesml.analysis or fit_eca, "
+            "which records its descriptor")
+    if eca.target_names and len(eca.target_names) != len(moment_names(windows)):
+        raise click.ClickException(
+            f"XesEcaData {eca.pk} predicts {len(eca.target_names)} moments but its windows {sorted(windows)} give "
+            f"{len(moment_names(windows))}; use an ECA made by xesml.analysis or fit_eca, which records its windows")
     try:
         grid = grid_from(DEFAULT_GRID)
         spectral_moments(grid, shift_and_interpolate(energy, intensity, reference_ev, grid), windows=windows)
@@ -153,7 +160,8 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     try:
         spectra = measured_spectrum(**inputs)["spectra"]
         parameters = {"ensemble_mean": False, "n_atoms": n_atoms, "windows": windows, "moment_orders": orders}
-        outputs, node = reconstruct.run_get_node(eca=eca, spectra=spectra, parameters=orm.Dict(parameters))
+        with show_progress(sys.stderr.isatty()):  # a bar over the inverse's starts, on a terminal only
+            outputs, node = reconstruct.run_get_node(eca=eca, spectra=spectra, parameters=orm.Dict(parameters))
     except Exception as exc:
         raise click.ClickException(f"reconstruction failed ({type(exc).__name__}): {exc} "
                                    f"(XyData {xy.pk} is stored)") from exc

@@ -1,6 +1,7 @@
 """A measured Kβ spectrum: parsing a two-column text file and putting it on the common energy grid.
 
-Plain functions, no AiiDA: :func:`read_two_column` and :func:`check_file_size` validate, and
+Plain functions, no AiiDA: :func:`read_spectrum_file` checks a file's size (the limit lives in
+:mod:`aiida_xesml.ml.limits`) and encoding and parses it with :func:`read_two_column`, and
 :func:`shift_and_interpolate` shifts by the energy reference and interpolates. The calcfunction
 :func:`aiida_xesml.calculations.measured_spectrum.measured_spectrum` records the step in the
 provenance graph.
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 
+from .limits import MAX_SPECTRUM_FILE_BYTES, check_file, check_size
 from .spectra import energy_grid
+from .validation import as_finite_array
 
 #: Largest spectrum file accepted (bytes): a measured spectrum has thousands of points, not millions.
-MAX_FILE_BYTES = 5 * 1024 * 1024
+#: The same number as :data:`aiida_xesml.ml.limits.MAX_SPECTRUM_FILE_BYTES`.
+MAX_FILE_BYTES = MAX_SPECTRUM_FILE_BYTES
 #: Fewest points a spectrum must have.
 MIN_POINTS = 10
 #: Default common grid [start, stop, step] in eV, as the calculated spectra.
@@ -26,12 +31,42 @@ _SEPARATORS = re.compile(r"[\s,;]+")
 
 
 def check_file_size(size: int, limit: int = MAX_FILE_BYTES) -> None:
-    """Raise a ValueError when a file of ``size`` bytes is larger than ``limit``."""
+    """Raise a ValueError when a file of ``size`` bytes is empty or larger than ``limit``."""
+    if limit == MAX_SPECTRUM_FILE_BYTES:
+        check_size(size, "spectrum")
+        return
     if size > limit:
         raise ValueError(f"the file has {size} bytes, more than the limit of {limit} bytes "
                          f"({limit / 1024 / 1024:g} MB) for a measured spectrum")
     if size == 0:
         raise ValueError("the file is empty; it needs two columns: energy (eV) and intensity")
+
+
+def read_spectrum_file(path, argument: str | None = None) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """Energies (eV), intensities and the raw bytes of a two-column spectrum file.
+
+    The size is checked before the file is read (:func:`aiida_xesml.ml.limits.check_file`), then the
+    bytes are decoded as UTF-8 (a UTF-8 byte-order mark is allowed) and parsed with
+    :func:`read_two_column`.
+
+    :param path: the file.
+    :param argument: how error messages name the file (e.g. ``"SPECTRUM"``); the path is always given.
+    :raises ValueError: a missing, non-regular, empty or too large file, one that is not UTF-8 text,
+        or any problem :func:`read_two_column` finds; the message starts with the path.
+    """
+    path = Path(path)
+    check_file(path, "spectrum", argument)
+    content = path.read_bytes()
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: the file is not UTF-8 text (byte {exc.start} is {content[exc.start:exc.start + 1]!r}); "
+                         "it must be two columns of numbers, saved as plain text") from None
+    try:
+        energy, intensity = read_two_column(text)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return energy, intensity, content
 
 
 def sha256_hex(content: bytes) -> str:
@@ -90,18 +125,31 @@ def shift_and_interpolate(energy, intensity, reference_ev: float, grid) -> np.nd
     :param reference_ev: absolute energy (eV) on the measurement's axis of the calculations' reference
         (the valence-band maximum); the measured energies are shifted by ``-reference_ev``.
     :param grid: (n_E,) energies (eV) relative to the reference.
-    :raises ValueError: a non-finite reference, or a measurement that does not overlap the grid.
+    :raises ValueError: a non-finite reference; ``energy`` and ``intensity`` not finite 1-D arrays of
+        one length, or ``energy`` not strictly increasing; a bad ``grid``; or a measurement that does
+        not overlap the grid.
     """
-    reference_ev = float(reference_ev)
+    try:
+        reference_ev = float(reference_ev)
+    except (TypeError, ValueError):
+        raise ValueError(f"`reference_ev` must be a finite number of eV; got {reference_ev!r}") from None
     if not np.isfinite(reference_ev):
         raise ValueError(f"`reference_ev` must be a finite number of eV; got {reference_ev!r}")
-    shifted = np.asarray(energy, dtype=float) - reference_ev
-    grid = np.asarray(grid, dtype=float)
+    energy = as_finite_array(energy, "energy", ndim=1)
+    intensity = as_finite_array(intensity, "intensity", ndim=1)
+    if intensity.shape != energy.shape:
+        raise ValueError(f"`intensity` has {len(intensity)} points but `energy` has {len(energy)}; one per energy")
+    if np.any(np.diff(energy) <= 0):
+        first = int(np.flatnonzero(np.diff(energy) <= 0)[0])
+        raise ValueError(f"`energy` is not strictly increasing: point {first + 1} ({energy[first + 1]:g} eV) follows "
+                         f"{energy[first]:g} eV; sort the spectrum by energy and remove duplicates")
+    grid = as_finite_array(grid, "grid", ndim=1)
+    shifted = energy - reference_ev
     if shifted[-1] < grid[0] or shifted[0] > grid[-1]:
         raise ValueError(f"the measured range [{shifted[0]:g}, {shifted[-1]:g}] eV relative to the reference "
                          f"({reference_ev:g} eV) does not overlap the grid [{grid[0]:g}, {grid[-1]:g}] eV; "
                          "check --reference-ev")
-    return np.interp(grid, shifted, np.asarray(intensity, dtype=float), left=0.0, right=0.0)
+    return np.interp(grid, shifted, intensity, left=0.0, right=0.0)
 
 
 def grid_from(values) -> np.ndarray:

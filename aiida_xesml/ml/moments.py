@@ -48,6 +48,26 @@ def _windows(windows) -> dict[str, tuple[float, float]]:
     return result
 
 
+def check_windows(windows, name: str = "windows") -> dict[str, tuple[float, float]]:
+    """``windows`` (a mapping name -> (lo, hi) eV, or a sequence of pairs) as an ordered dict of float pairs.
+
+    :param name: how the message names the argument (e.g. ``"moment_parameters.windows"``).
+    :raises ValueError: naming ``name``: not a mapping or sequence of pairs, empty, a pair that is not
+        two finite numbers, or lo >= hi.
+    """
+    if isinstance(windows, (str, bytes)):
+        raise ValueError(f"`{name}` must be a mapping name -> (lo, hi) in eV; got the string {windows!r}")
+    try:
+        result = _windows(windows)
+    except ValueError as exc:
+        message = str(exc).replace("`windows`", f"`{name}`")
+        raise ValueError(message if message.startswith(f"`{name}`") else f"`{name}`: {message}") from None
+    bad = [key for key, (lo, hi) in result.items() if not (np.isfinite(lo) and np.isfinite(hi))]
+    if bad:
+        raise ValueError(f"`{name}`: window(s) {bad} must have finite bounds in eV")
+    return result
+
+
 def moment_names(windows=DEFAULT_WINDOWS) -> list[str]:
     """Names of the moments in column order, e.g. ``kbpp_m0 … kbpp_m3, kb2_m0 … kb2_m3``."""
     return [f"{name}_m{order}" for name in _windows(windows) for order in range(4)]

@@ -56,3 +56,33 @@ def check_positive(value: float, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive number; got {value!r}")
     return value
+
+
+def check_integer(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, raising a ValueError unless it is a whole number in [minimum, maximum].
+
+    Booleans are refused; a float with an integral value (``20.0``) is accepted.
+    """
+    integral = isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating))
+                                                        and np.isfinite(value) and float(value).is_integer())
+    if isinstance(value, (bool, np.bool_)) or not integral:
+        raise ValueError(f"`{name}` must be a whole number; got {value!r}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = (f"in [{minimum}, {maximum}]" if minimum is not None and maximum is not None
+                  else f">= {minimum}" if minimum is not None else f"<= {maximum}")
+        raise ValueError(f"`{name}` must be {bounds}; got {value}")
+    return value
+
+
+def check_known_keys(settings, allowed, name: str) -> dict:
+    """Return ``settings`` as a dict, raising a ValueError for a non-mapping or for keys not in ``allowed``.
+
+    :param name: what the settings are, e.g. ``"reconstruction parameters"``; used in the message.
+    """
+    if not isinstance(settings, dict):
+        raise ValueError(f"{name} must be a mapping of names to values; got {type(settings).__name__}")
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {name} key(s) {unknown}; allowed: {sorted(allowed)}")
+    return dict(settings)

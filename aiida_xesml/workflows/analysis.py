@@ -15,16 +15,27 @@ from aiida.engine import WorkChain, if_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.build_dataset import build_dataset
-from aiida_xesml.calculations.compute_moments import compute_moments, moment_windows
-from aiida_xesml.calculations.featurize import DEFAULT_DESCRIPTOR, featurize
-from aiida_xesml.calculations.fit_eca import DEFAULT_ECA, fit_eca
-from aiida_xesml.calculations.reconstruct import reconstruct
-from aiida_xesml.calculations.train_emulator import train_emulator
+from aiida_xesml.calculations.compute_moments import (
+    MOMENT_KEYS,
+    compute_moments,
+    moment_windows,
+)
+from aiida_xesml.calculations.featurize import (
+    DEFAULT_DESCRIPTOR,
+    descriptor_settings,
+    featurize,
+)
+from aiida_xesml.calculations.fit_eca import DEFAULT_ECA, eca_settings, fit_eca
+from aiida_xesml.calculations.reconstruct import reconstruct, reconstruction_settings
+from aiida_xesml.calculations.train_emulator import (
+    checked_training_settings,
+    train_emulator,
+)
 from aiida_xesml.data.emulator import EmulatorData
 from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.dataset import check_min_per_label
 from aiida_xesml.ml.descriptors import n_features
-from aiida_xesml.ml.training import training_settings
+from aiida_xesml.ml.validation import check_known_keys
 from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key, snapshot_structures
 
 
@@ -247,7 +258,15 @@ def check_settings(inputs) -> tuple[str, str] | None:
     n_atoms = descriptor["n_atoms"]
     if isinstance(n_atoms, bool) or not isinstance(n_atoms, int) or n_atoms < 2:
         return "ERROR_INVALID_PARAMETERS", f"descriptor_parameters.n_atoms must be an integer >= 2; got {n_atoms!r}."
+    try:
+        descriptor_settings(inputs.descriptor_parameters.get_dict())
+    except ValueError as exc:
+        return "ERROR_INVALID_PARAMETERS", f"descriptor_parameters: {exc}."
     d = n_features(n_atoms)
+    try:
+        check_known_keys(inputs.moment_parameters.get_dict(), MOMENT_KEYS, "moment_parameters")
+    except ValueError as exc:
+        return "ERROR_INVALID_PARAMETERS", f"{exc}."
     try:
         windows = moment_windows(inputs.moment_parameters)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -262,12 +281,21 @@ def check_settings(inputs) -> tuple[str, str] | None:
                 "descriptor and windows it was trained with, or train a new one.")
     else:
         try:
-            training_settings(inputs.training_parameters.get_dict())
+            checked_training_settings(inputs.training_parameters.get_dict())
         except ValueError as exc:
-            return "ERROR_INVALID_PARAMETERS", str(exc)
+            return "ERROR_INVALID_PARAMETERS", f"training_parameters: {exc}"
     k = {**DEFAULT_ECA, **inputs.eca_parameters.get_dict()}["n_components"]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
         return "ERROR_INVALID_ECA", (
             f"eca_parameters.n_components = {k!r}, but it must be an integer in [1, {d}] (the number of descriptor "
             f"features for n_atoms = {n_atoms}); ask for fewer components.")
+    try:
+        eca_settings(inputs.eca_parameters.get_dict())
+    except ValueError as exc:
+        return "ERROR_INVALID_ECA", f"eca_parameters: {exc}."
+    try:  # as _reconstruction_parameters builds them
+        reconstruction_settings({**inputs.reconstruction_parameters.get_dict(), "ensemble_mean": True,
+                                 "n_atoms": n_atoms, "windows": windows})
+    except ValueError as exc:
+        return "ERROR_INVALID_PARAMETERS", f"reconstruction_parameters: {exc}."
     return None

@@ -9,6 +9,8 @@ cutoffs), not experimental ones.
 
 from __future__ import annotations
 
+import math
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
@@ -17,7 +19,12 @@ from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_xesml.calculations.compression_table import compression_table
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
-from aiida_xesml.workflows.common import PROTOCOL_DIR, CleanWorkdirMixin, check_pseudos, check_structure
+from aiida_xesml.workflows.common import (
+    PROTOCOL_DIR,
+    CleanWorkdirMixin,
+    check_pseudos,
+    check_structure,
+)
 from aiida_xesml.workflows.md import KBAR_PER_GPA, MdWorkChain, pw_base_builder
 
 VARIABLE_CELL_METHODS = ("vc-relax", "vc-md")
@@ -104,11 +111,18 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         """
         from aiida_xesml.environment import PSEUDO_FAMILY
 
+        try:
+            values = [float(p) for p in pressures]
+        except (TypeError, ValueError):
+            raise ValueError(f"`pressures` must be numbers in GPa; got {pressures!r}") from None
+        if not all(math.isfinite(p) for p in values):
+            # AiiDA cannot store NaN or inf, and would fail half-way through storing the inputs.
+            raise ValueError(f"`pressures` must be finite numbers in GPa; got {values}")
         inputs = cls.get_protocol_inputs(protocol, overrides)
         family = pseudo_family or PSEUDO_FAMILY
         builder = cls.get_builder()
         builder.structure = structure
-        builder.pressures = orm.List([float(p) for p in pressures])
+        builder.pressures = orm.List(values)
         builder.temperature_k = orm.Float(inputs["temperature_k"])
         builder.variable_cell = orm.Str(inputs["variable_cell"])
         for key in ("nstep_variable_cell", "nstep_equilibration", "nstep_production", "snapshot_stride"):
