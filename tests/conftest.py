@@ -50,3 +50,29 @@ def md_builder(qe_codes, pseudo_family, rutile_structure):
                                                      overrides=overrides)
 
     return factory
+
+
+# The service, fault and remote tests must be seen to run: the summary counts them per marker.
+REPORTED_MARKERS = ("services", "faults", "remote")
+_marked: dict[str, set[str]] = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in REPORTED_MARKERS:
+            if item.get_closest_marker(name) is not None:
+                _marked.setdefault(item.nodeid, set()).add(name)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    counts = {name: {} for name in REPORTED_MARKERS}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") == "teardown" and outcome == "passed":
+                continue
+            for name in _marked.get(getattr(report, "nodeid", ""), ()):
+                counts[name][outcome] = counts[name].get(outcome, 0) + 1
+    terminalreporter.section("services, faults and remote tests")
+    for name, by_outcome in counts.items():
+        text = ", ".join(f"{count} {outcome}" for outcome, count in by_outcome.items()) or "none collected"
+        terminalreporter.write_line(f"{name}: {text}")

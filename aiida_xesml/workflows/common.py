@@ -98,3 +98,13 @@ def clean_remote_folders(node, report) -> None:
                 pass
     if cleaned:
         report(f"cleaned remote folders of calculations: {' '.join(cleaned)}")
+
+
+def failure_reason(node) -> str:
+    """Why a child process failed, for an exit message: its exit code, or the exception that ended it."""
+    if node.is_excepted:
+        lines = (node.exception or "").strip().splitlines()
+        return f"it raised an exception ({lines[-1] if lines else 'no message'}); see `verdi process report {node.pk}`"
+    if node.is_killed:
+        return f"it was killed ({node.process_status or 'no reason given'})"
+    return f"exit {node.exit_status}: {node.exit_message or 'no message'}"

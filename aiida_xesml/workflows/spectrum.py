@@ -7,6 +7,8 @@ each site, used as a cheap proxy of its core level.
 
 from __future__ import annotations
 
+import math
+
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain
@@ -20,12 +22,15 @@ from aiida_xesml.workflows.common import (
     CleanWorkdirMixin,
     check_pseudos,
     check_structure,
+    failure_reason,
     resolve_options,
 )
 from aiida_xesml.workflows.md import pw_base_builder
 
 ProjwfcCalculation = CalculationFactory("quantumespresso.projwfc")
 PpCalculation = CalculationFactory("quantumespresso.pp")
+PROJWFC_PARSER = "xesml.projwfc"  # upstream's parser, with a damaged stdout as an exit code, not an exception
+UPSTREAM_PROJWFC_PARSER = "quantumespresso.projwfc"
 
 ALIGNMENTS = ("vbm", "potential", "semicore")
 DEFAULT_PARAMETERS = {
@@ -61,9 +66,19 @@ def check_spectrum_parameters(parameters: dict, structure: orm.StructureData | N
         return f"grid must be three numbers (start, stop, step) in eV; got {parameters['grid']!r}."
     if stop <= start or step <= 0:
         return f"grid (start, stop, step) = ({start}, {stop}, {step}) eV needs stop > start and step > 0."
-    if float(parameters["fwhm"]) <= 0 or float(parameters["lorentzian_fwhm"]) < 0:
-        return (f"fwhm must be > 0 and lorentzian_fwhm >= 0 (eV); got {parameters['fwhm']} and "
-                f"{parameters['lorentzian_fwhm']}.")
+    try:
+        fwhm, lorentzian = float(parameters["fwhm"]), float(parameters["lorentzian_fwhm"])
+        radius, offset = float(parameters["potential_radius"]), float(parameters["potential_offset"])
+    except (TypeError, ValueError):
+        return (f"fwhm, lorentzian_fwhm, potential_radius and potential_offset must be numbers; got "
+                f"{parameters['fwhm']!r}, {parameters['lorentzian_fwhm']!r}, {parameters['potential_radius']!r} "
+                f"and {parameters['potential_offset']!r}.")
+    if not fwhm > 0 or not lorentzian >= 0:
+        return f"fwhm must be > 0 and lorentzian_fwhm >= 0 (eV); got {fwhm} and {lorentzian}."
+    if not radius > 0 or not math.isfinite(offset):
+        return f"potential_radius must be > 0 (Å) and potential_offset finite (eV); got {radius} and {offset}."
+    if not isinstance(parameters["emitter"], str):
+        return f"emitter must be an element symbol such as 'Ge'; got {parameters['emitter']!r}."
     if structure is not None:
         symbols = structure.get_ase().get_chemical_symbols()
         if parameters["emitter"] not in symbols:
@@ -107,8 +122,8 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.exit_code(305, "ERROR_SEMICORE_PSEUDO",
                        message="alignment 'semicore' needs a Ge pseudopotential with 3d in valence; {reason}")
         spec.exit_code(401, "ERROR_SCF_FAILED", message="The SCF failed (exit {status}): no spectra for this snapshot.")
-        spec.exit_code(402, "ERROR_PROJWFC_FAILED", message="projwfc.x failed (exit {status}): {message}")
-        spec.exit_code(403, "ERROR_PP_FAILED", message="pp.x failed (exit {status}): {message}")
+        spec.exit_code(402, "ERROR_PROJWFC_FAILED", message="projwfc.x failed: {reason}")
+        spec.exit_code(403, "ERROR_PP_FAILED", message="pp.x failed: {reason}")
         spec.exit_code(404, "ERROR_SPECTRA_FAILED", message="Could not make spectra from the projections: {reason}")
 
     @classmethod
@@ -188,6 +203,11 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         inputs = AttributeDict(self.exposed_inputs(ProjwfcCalculation, namespace="projwfc"))
         inputs.parent_folder = remote
         inputs.metadata.call_link_label = "projwfc"
+        # A damaged stdout becomes exit code 311 instead of an excepted calculation (parsers/projwfc.py);
+        # a parser the user chose explicitly is kept.
+        options = inputs.metadata.setdefault("options", {})
+        if options.get("parser_name", UPSTREAM_PROJWFC_PARSER) == UPSTREAM_PROJWFC_PARSER:
+            options["parser_name"] = PROJWFC_PARSER
         running = {"projwfc": self.submit(ProjwfcCalculation, **inputs)}
         if self.ctx.parameters["alignment"] == "potential":
             inputs = AttributeDict(self.exposed_inputs(PpCalculation, namespace="pp"))
@@ -201,9 +221,9 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     def inspect_projections(self):
         node = self.ctx.projwfc
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_PROJWFC_FAILED.format(status=node.exit_status, message=node.exit_message)
+            return self.exit_codes.ERROR_PROJWFC_FAILED.format(reason=failure_reason(node))
         if "pp" in self.ctx and not self.ctx.pp.is_finished_ok:
-            return self.exit_codes.ERROR_PP_FAILED.format(status=self.ctx.pp.exit_status, message=self.ctx.pp.exit_message)
+            return self.exit_codes.ERROR_PP_FAILED.format(reason=failure_reason(self.ctx.pp))
         return None
 
     def results(self):

@@ -1,0 +1,1 @@
+"""Parsers of the plugin (entry point group ``aiida.parsers``)."""
