@@ -125,7 +125,7 @@ def test_archive_import_in_a_fresh_profile_predicts_bit_identically(analysis, tm
     subprocess.run([verdi, "-p", "fresh", "archive", "import", str(archive)], env=env, check=True,
                    capture_output=True)
     script = f"""
-import json, numpy as np
+import io, json, numpy as np
 from aiida import load_profile, orm
 load_profile("fresh")
 emulator = orm.load_node("{emulator.uuid}")
@@ -134,12 +134,30 @@ X = np.load("{tmp_path / 'X.npy'}", allow_pickle=False)
 np.save("{tmp_path / 'predicted.npy'}", emulator.get_emulator().predict(X), allow_pickle=False)
 np.save("{tmp_path / 'scores.npy'}", eca.get_eca().transform(X), allow_pickle=False)
 names = [f for node in (emulator, eca) for f in node.base.repository.list_object_names()]
-print(json.dumps({{"type": emulator.node_type, "files": names}}))
+# Every xesml node the archive brought (the emulator, the ECA and their provenance): each repository
+# file must be an .npy that numpy reads with pickles refused, and none may start like a pickle.
+xesml = orm.QueryBuilder().append(orm.Data, filters={{"node_type": {{"like": "data.xesml.%"}}}}).all(flat=True)
+checked, bad = 0, []
+for node in xesml:
+    for name in node.base.repository.list_object_names():
+        content = node.base.repository.get_object_content(name, mode="rb")
+        try:
+            np.load(io.BytesIO(content), allow_pickle=False)
+        except ValueError as exc:
+            bad.append(f"{{node.node_type}} {{name}}: {{exc}}")
+        if not name.endswith(".npy") or content[:1] == bytes([0x80]) or name.endswith((".pkl", ".pickle", ".joblib")):
+            bad.append(f"{{node.node_type}} {{name}}")
+        checked += 1
+print(json.dumps({{"type": emulator.node_type, "files": names, "xesml_nodes": len(xesml), "checked": checked,
+                  "bad": bad}}))
 """
     out = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
     info = json.loads(out.stdout.strip().splitlines()[-1])
     assert info["type"].startswith("data.xesml.emulator")
     assert all(name.endswith(".npy") for name in info["files"]), info["files"]
+    # the archive holds the provenance too: spectra, descriptors, data set, emulator, ECA
+    assert info["xesml_nodes"] >= 4 and info["checked"] >= 10, info
+    assert info["bad"] == [], info["bad"]
     np.testing.assert_array_equal(np.load(tmp_path / "predicted.npy"), expected)
     np.testing.assert_array_equal(np.load(tmp_path / "scores.npy"), expected_scores)
 
