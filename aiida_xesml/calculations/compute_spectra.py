@@ -5,8 +5,13 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_xesml.data.spectra import XesSpectraData
+from aiida_xesml.ml.atomic_proj import read_atomic_proj
 from aiida_xesml.ml.potential import site_potentials_ev
 from aiida_xesml.ml.spectra import energy_grid, map_orbitals_to_sites, project_sites, site_spectra
+
+ATOMIC_PROJ = "atomic_proj.xml"
+#: Where projwfc.x writes it, relative to its working folder (parent out folder 'out', prefix 'aiida').
+ATOMIC_PROJ_PATH = f"out/aiida.save/{ATOMIC_PROJ}"
 
 
 def _orbital_arrays(projections: orm.ProjectionData):
@@ -19,10 +24,28 @@ def _orbital_arrays(projections: orm.ProjectionData):
     return positions, angular, weights
 
 
+def _atomic_projections(retrieved: orm.FolderData | None):
+    """The full-precision projections in ``retrieved``, or None when it holds no atomic_proj.xml."""
+    if retrieved is None:
+        return None
+    names = [path for path in (ATOMIC_PROJ_PATH, ATOMIC_PROJ) if _has_object(retrieved, path)]
+    if not names:
+        return None
+    return read_atomic_proj(retrieved.base.repository.get_object_content(names[0], mode="rb"))
+
+
+def _has_object(folder: orm.FolderData, path: str) -> bool:
+    try:
+        folder.base.repository.get_object(path)
+    except (FileNotFoundError, OSError):
+        return False
+    return True
+
+
 @calcfunction
 def compute_spectra(projections: orm.ProjectionData, bands: orm.BandsData, structure: orm.StructureData,
                     scf_parameters: orm.Dict, parameters: orm.Dict, potential: orm.ArrayData | None = None,
-                    label: orm.Float | None = None):
+                    label: orm.Float | None = None, retrieved: orm.FolderData | None = None):
     """Kβ spectra of every emitter of ``structure`` (SCIENCE.md §2) as an XesSpectraData.
 
     The p-projections of each emitter's orbitals (mapped to sites by position, minimum image) are
@@ -31,6 +54,11 @@ def compute_spectra(projections: orm.ProjectionData, bands: orm.BandsData, struc
     occupied level; 'semicore' each site's Ge 3d centroid; 'potential' each site's local + Hartree
     potential V_s (eV, pp.x plot_num 11, averaged within ``potential_radius`` Å) plus the constant
     ``potential_offset`` (eV), so that E = ε − V_s − offset.
+
+    With ``retrieved`` (projwfc.x's retrieved folder) holding ``atomic_proj.xml``, eigenvalues and
+    projections come from it at full precision; ProjectionData and BandsData (stdout: three decimals
+    per projection, small ones left out) then only give the orbitals. The attribute
+    ``parameters.projections_source`` says which was used.
     """
     settings = parameters.get_dict()
     atoms = structure.get_ase()
@@ -38,13 +66,20 @@ def compute_spectra(projections: orm.ProjectionData, bands: orm.BandsData, struc
     if len(emitters) == 0:
         raise ValueError(f"the structure has no `{settings['emitter']}` atom")
     positions, angular, weights = _orbital_arrays(projections)
+    eigenvalues = bands.get_bands()
+    k_weights = bands.get_array("weights")
+    source = "stdout"
+    full = _atomic_projections(retrieved)
+    if full is not None:
+        if full.weights.shape != weights.shape:
+            raise ValueError(f"{ATOMIC_PROJ} holds projections of shape {full.weights.shape}, the parsed stdout "
+                             f"{weights.shape}: they are not from the same run")
+        eigenvalues, k_weights, weights, source = full.eigenvalues_ev, full.k_weights, full.weights, ATOMIC_PROJ
     site_of_orbital = map_orbitals_to_sites(positions, atoms.positions, atoms.cell[:], pbc=atoms.pbc)
     n_sites = len(atoms)
     p_weights = project_sites(weights, site_of_orbital, angular, n_sites, l=1)[emitters]
     d_weights = project_sites(weights, site_of_orbital, angular, n_sites, l=2)[emitters]
 
-    eigenvalues = bands.get_bands()
-    k_weights = bands.get_array("weights")
     n_occupied = int(round(scf_parameters["number_of_electrons"])) // 2
     occupied = eigenvalues[:, :n_occupied]
     homo = float(occupied.max())
@@ -65,6 +100,6 @@ def compute_spectra(projections: orm.ProjectionData, bands: orm.BandsData, struc
     spectra.set_spectra(
         energy_ev=result.energies, intensity=result.intensities, site_index=emitters,
         reference_ev=result.references, label=None if label is None else np.full(len(emitters), label.value),
-        parameters={**settings, "homo_ev": homo, "n_occupied_bands": n_occupied},
+        parameters={**settings, "homo_ev": homo, "n_occupied_bands": n_occupied, "projections_source": source},
     )
     return spectra

@@ -16,7 +16,7 @@ from aiida.plugins import CalculationFactory
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from aiida_xesml.calculations.compute_spectra import compute_spectra
+from aiida_xesml.calculations.compute_spectra import ATOMIC_PROJ_PATH, compute_spectra
 from aiida_xesml.workflows.common import (
     PROTOCOL_DIR,
     CleanWorkdirMixin,
@@ -208,6 +208,8 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         options = inputs.metadata.setdefault("options", {})
         if options.get("parser_name", UPSTREAM_PROJWFC_PARSER) == UPSTREAM_PROJWFC_PARSER:
             options["parser_name"] = PROJWFC_PARSER
+        # The stdout rounds projections to three decimals; atomic_proj.xml has them at full precision.
+        options["additional_retrieve_list"] = [*options.get("additional_retrieve_list", []), ATOMIC_PROJ_PATH]
         running = {"projwfc": self.submit(ProjwfcCalculation, **inputs)}
         if self.ctx.parameters["alignment"] == "potential":
             inputs = AttributeDict(self.exposed_inputs(PpCalculation, namespace="pp"))
@@ -228,6 +230,7 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
 
     def results(self):
         kwargs = {"potential": self.ctx.pp.outputs.output_data} if "pp" in self.ctx else {}
+        kwargs["retrieved"] = self.ctx.projwfc.outputs.retrieved
         if "label" in self.inputs:
             kwargs["label"] = self.inputs.label
         try:
