@@ -16,7 +16,7 @@ class XesSpectraData(orm.ArrayData):
     emitter's index in its structure; ``snapshot_index`` (n,) which snapshot the row comes from;
     ``label`` (n,) a number per row such as the pressure in GPa (NaN when unset); ``reference_ev``
     (n,) the absolute energy (eV) that was subtracted (the alignment reference).
-    Attribute ``parameters``: how the spectra were made (emitter, fwhm_ev, alignment, grid, ...).
+    Attribute ``parameters``: how the spectra were made (emitter, fwhm in eV, alignment, grid, homo_ev, projections_source, ...).
     """
 
     def set_spectra(self, energy_ev, intensity, site_index, reference_ev, snapshot_index=None, label=None,
