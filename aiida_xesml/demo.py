@@ -344,7 +344,8 @@ def print_summary(summary: dict) -> None:
               f"{_number(row['reconstructed_cn'], '7.2f')}")
     if "emulator_pearson_r" in summary:
         print(f"emulator held-out Pearson r ({summary['n_train']} training / {summary['n_test']} held-out sites):")
-        print("  " + "  ".join(f"{name} {value:.3f}" for name, value in summary["emulator_pearson_r"].items()))
+        print("  " + "  ".join(f"{name} {'undefined' if value is None else f'{value:.3f}'}"
+                           for name, value in summary["emulator_pearson_r"].items()))
     if "eca_covered_variance_y" in summary:
         print("ECA covered variance (cumulative) Y: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_y"])
               + " | X: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_x"]))

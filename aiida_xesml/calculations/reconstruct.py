@@ -93,6 +93,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData, parameters: orm.Dict
     targets = spectral_moments(spectra.energy_ev, intensity, windows=windows)
     names = eca.target_names
     r2 = eca.target_r2 or [1.0] * len(names)  # an emulator without held-out metrics: equal weights
+    r2 = [0.0 if value is None else value for value in r2]  # an undefined R² shows no skill
     try:
         weights = inverse_weights(names, r2, settings["moment_orders"])
         weighting = "held-out R2 of the emulator"

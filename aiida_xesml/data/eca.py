@@ -28,7 +28,9 @@ class XesEcaData(orm.ArrayData):
         self.base.attributes.set("covered_variance_x", [float(v) for v in eca.covered_variance_x_])
         self.base.attributes.set("settings", dict(settings or {}))
         self.base.attributes.set("target_names", list(target_names or []))
-        self.base.attributes.set("target_r2", [float(v) for v in target_r2] if target_r2 is not None else [])
+        # None: R² undefined for that target (constant over the emulator's held-out rows)
+        self.base.attributes.set("target_r2", [None if v is None else float(v) for v in target_r2]
+                                 if target_r2 is not None else [])
 
     def get_eca(self):
         """The stored ECA (with its emulator) as an :class:`~aiida_xesml.ml.eca.ECA`."""

@@ -29,8 +29,9 @@ class EmulatorData(orm.ArrayData):
         per_target = {name: {key: metrics[key][i] for key in ("pearson_r", "r2", "rmse") if key in metrics}
                       for i, name in enumerate(names)}
         self.base.attributes.set("metrics_by_target", per_target)
-        if metrics.get("pearson_r"):
-            self.base.attributes.set("pearson_r_min", float(np.nanmin(metrics["pearson_r"])))
+        defined = [float(v) for v in metrics.get("pearson_r") or [] if v is not None and np.isfinite(v)]
+        if defined:
+            self.base.attributes.set("pearson_r_min", min(defined))
         self.base.attributes.set("n_features", int(emulator.n_features_in_))
         self.base.attributes.set("n_outputs", int(emulator.n_outputs_))
 

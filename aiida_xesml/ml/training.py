@@ -39,7 +39,8 @@ def train_emulator(X, Y, label=None, settings: dict | None = None):
     :param label: (n,) labels for the stratified split (None: one label).
     :param settings: see :data:`DEFAULT_TRAINING`.
     :returns: ``(emulator, metrics, train, test)``: metrics holds per-target lists ``pearson_r``,
-        ``r2`` and ``rmse`` (target units) on the held-out rows, and ``n_train``, ``n_test``.
+        ``r2`` and ``rmse`` (target units) on the held-out rows (None where undefined: a target
+        constant over the held-out rows), and ``n_train``, ``n_test``.
     """
     X = as_finite_array(X, "X", ndim=2)
     Y = as_finite_array(Y, "Y", ndim=2)
@@ -53,6 +54,8 @@ def train_emulator(X, Y, label=None, settings: dict | None = None):
                            alpha=settings["alpha"], max_iter=settings["max_iter"], random_state=settings["seed"])
     emulator.fit(X[train], Y[train])
     scores = emulator.metrics(X[test], Y[test])
-    metrics = {name: [float(v) for v in values] for name, values in scores.items()}
+    # None where a metric is undefined: a target constant over the held-out rows (equivalent sites of a
+    # small data set) has no Pearson r and no R². Stored metrics must be finite (and JSON).
+    metrics = {name: [float(v) if np.isfinite(v) else None for v in values] for name, values in scores.items()}
     metrics.update({"n_train": int(len(train)), "n_test": int(len(test))})
     return emulator, metrics, train, test

@@ -205,7 +205,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         self.out("metrics", results["metrics"])
         self.ctx.emulator = results["emulator"]
         targets = results["metrics"]["targets"]
-        self.report("emulator held-out Pearson r: " + ", ".join(f"{name} {values['pearson_r']:.3f}"
+        self.report("emulator held-out Pearson r: " + ", ".join(f"{name} {format_metric(values['pearson_r'])}"
                                                                  for name, values in targets.items()))
         return None
 
@@ -299,3 +299,8 @@ def check_settings(inputs) -> tuple[str, str] | None:
     except ValueError as exc:
         return "ERROR_INVALID_PARAMETERS", f"reconstruction_parameters: {exc}."
     return None
+
+
+def format_metric(value) -> str:
+    """A metric for a report: three decimals, or 'undefined' (None: a constant held-out target)."""
+    return "undefined" if value is None else f"{value:.3f}"

@@ -86,3 +86,17 @@ def test_train_emulator_is_deterministic_and_reports_held_out_metrics():
     assert min(first[1]["pearson_r"]) > 0.9
     with pytest.raises(ValueError, match="unknown training setting"):
         training_settings({"learning_rate": 1})
+
+
+def test_metrics_of_a_constant_held_out_target_are_none():
+    """Equivalent sites can give one target the same value on every held-out row: no r, no R²."""
+    from aiida_xesml.ml.training import train_emulator
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 5))
+    Y = np.column_stack([X @ rng.normal(size=5), np.full(40, 2.5)])  # the second target is constant
+    _, metrics, _, test = train_emulator(X, Y, settings={"max_iter": 50, "hidden_layer_sizes": [8]})
+    assert len(test) > 1
+    assert metrics["pearson_r"][1] is None and metrics["r2"][1] is None
+    assert isinstance(metrics["pearson_r"][0], float) and np.isfinite(metrics["pearson_r"][0])
+    assert metrics["rmse"][1] is not None  # the error itself is defined
