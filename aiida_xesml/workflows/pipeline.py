@@ -17,7 +17,7 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.extract_snapshots import extract_snapshots
 from aiida_xesml.workflows.analysis import AnalysisWorkChain, check_settings
-from aiida_xesml.workflows.common import PROTOCOL_DIR, CleanWorkdirMixin, natural_key
+from aiida_xesml.workflows.common import PROTOCOL_DIR, CleanWorkdirMixin, failure_reason, natural_key
 from aiida_xesml.workflows.compression import CompressionWorkChain, pressure_label
 from aiida_xesml.workflows.spectra import SpectraWorkChain
 from aiida_xesml.workflows.spectrum import check_spectrum_parameters, spectrum_parameters
@@ -54,10 +54,10 @@ class PipelineWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.exit_code(301, "ERROR_INVALID_ANALYSIS", message="Bad `analysis` inputs: {reason}")
         spec.exit_code(302, "ERROR_INVALID_SPECTRUM_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(401, "ERROR_COMPRESSION_FAILED",
-                       message="xesml.compression failed (exit {status}: {message}); its finished pressures are in its "
+                       message="xesml.compression failed ({reason}); its finished pressures are in its "
                                "outputs.")
-        spec.exit_code(402, "ERROR_SPECTRA_FAILED", message="xesml.spectra produced no spectra (exit {status}: {message}).")
-        spec.exit_code(403, "ERROR_ANALYSIS_FAILED", message="xesml.analysis failed (exit {status}: {message}).")
+        spec.exit_code(402, "ERROR_SPECTRA_FAILED", message="xesml.spectra produced no spectra ({reason}).")
+        spec.exit_code(403, "ERROR_ANALYSIS_FAILED", message="xesml.analysis failed ({reason}).")
         spec.exit_code(410, "ERROR_SOME_SNAPSHOTS_FAILED",
                        message="The pipeline finished, but {message} The analysis used the other snapshots.")
 
@@ -118,7 +118,7 @@ class PipelineWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         node = self.ctx.compression
         self.out_many(self.exposed_outputs(node, CompressionWorkChain, namespace="compression"))
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_COMPRESSION_FAILED.format(status=node.exit_status, message=node.exit_message)
+            return self.exit_codes.ERROR_COMPRESSION_FAILED.format(reason=failure_reason(node))
         return None
 
     def run_spectra(self):
@@ -143,7 +143,7 @@ class PipelineWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     def inspect_spectra(self):
         node = self.ctx.spectra
         if "spectra" not in node.outputs:
-            return self.exit_codes.ERROR_SPECTRA_FAILED.format(status=node.exit_status, message=node.exit_message)
+            return self.exit_codes.ERROR_SPECTRA_FAILED.format(reason=failure_reason(node))
         if not node.is_finished_ok:
             self.ctx.spectra_warning = node.exit_message
             self.report(f"continuing with the finished snapshots: {node.exit_message}")
@@ -163,7 +163,7 @@ class PipelineWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         node = self.ctx.analysis
         self.out_many(self.exposed_outputs(node, AnalysisWorkChain, namespace="analysis"))
         if not node.is_finished_ok:
-            return self.exit_codes.ERROR_ANALYSIS_FAILED.format(status=node.exit_status, message=node.exit_message)
+            return self.exit_codes.ERROR_ANALYSIS_FAILED.format(reason=failure_reason(node))
         if "spectra_warning" in self.ctx:
             return self.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.format(message=self.ctx.spectra_warning)
         return None

@@ -8,7 +8,7 @@ from aiida.engine import WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.merge_spectra import merge_spectra
-from aiida_xesml.workflows.common import PROTOCOL_DIR, natural_key, snapshot_structures
+from aiida_xesml.workflows.common import PROTOCOL_DIR, failure_reason, natural_key, snapshot_structures
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain, check_spectrum_parameters, spectrum_parameters
 
 
@@ -138,7 +138,7 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
                 finished[f"snapshot_{index}"] = node.outputs.spectra
             else:
                 failed.append(index)
-                self.report(f"snapshot {index} <{node.pk}> failed (exit {node.exit_status}): {node.exit_message}")
+                self.report(f"snapshot {index} <{node.pk}> failed ({failure_reason(node)})")
         if not finished:
             return self.exit_codes.ERROR_ALL_SNAPSHOTS_FAILED.format(total=self.ctx.n_snapshots)
         for key, spectra in finished.items():
