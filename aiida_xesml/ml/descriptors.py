@@ -2,8 +2,7 @@
 
 For a centre s, take s and its ``n_atoms - 1`` nearest atoms across all periodic images (in a small
 cell one atom can appear several times, as different images; the centre's own images count too).
-Order them: the centre first, then by increasing distance from the centre, ties broken by atomic
-number, then atom index, then image offset (lexicographic). With positions in Å::
+With positions in Å::
 
     M_ii = 0.5 * Z_i**2.4
     M_ij = Z_i * Z_j / |R_i - R_j|          (in 1/Å, Z dimensionless)
@@ -12,11 +11,24 @@ The features are the upper triangle including the diagonal, row-major: ``n_atoms
 values. Row 0 holds ``Z_0 Z_j / r_0j``, which makes the distances from the centre recoverable
 (:mod:`aiida_xesml.ml.reconstruct`).
 
+Two orderings of the slots (:data:`ORDERINGS`):
+
+- ``"distance"`` (the published one, the default of the functions here): the centre first, then
+  all neighbours by increasing distance from the centre, ties broken by atomic number, then atom
+  index, then image offset (lexicographic). A slot's species varies from site to site.
+- ``"species"`` (the default of the analysis, :func:`check_descriptor_settings`): the centre first,
+  then, for each ``(symbol, count)`` of ``species_counts`` in turn, the ``count`` nearest images of
+  that species by increasing distance (ties: atom index, then image offset). Every slot has a fixed
+  species (:func:`slot_atomic_numbers`): with the default :func:`default_species_counts`, slots
+  1-12 are the 12 nearest O and slots 13-19 the 7 nearest Ge for N = 20. The centre's own images
+  count among its species; atoms of a species not in ``species_counts`` are left out.
+
 Distances that differ by at most :data:`TIE_TOLERANCE` (1e-8 Å) count as equal for the ordering, so
 that symmetry-equivalent neighbours of a crystal, whose computed distances differ by rounding noise,
 are ordered by the tie rules and the order is reproducible. Ties are found from gaps: a centre's
-neighbours sorted by distance stay in one tie group while consecutive distances differ by at most
-the tolerance (unlike rounding to a grid, this never splits two distances 1e-15 Å apart).
+neighbours (of one species, in the species ordering) sorted by distance stay in one tie group while
+consecutive distances differ by at most the tolerance (unlike rounding to a grid, this never splits
+two distances 1e-15 Å apart).
 
 The image offset ``S`` of a neighbour is the integer lattice shift applied to its atom: the
 neighbour sits at ``positions[index] + S @ cell``.
@@ -32,24 +44,28 @@ are searched together, in batches of about :data:`BATCH_SITES` centres (no Pytho
 or structures in the hot path; the batches drive the optional progress bar). Lattice images
 are enumerated within a cutoff from the cell heights (the distances between lattice planes), which
 provably includes every image within the cutoff; the cutoff starts from the number density and is
-enlarged, for the centres that need it, until the ``n_atoms - 1``-th neighbour is provably inside.
+enlarged, for the centres that need it, until the last neighbour (of every species, in the species
+ordering) is provably inside.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers
+from ase.data import atomic_numbers, chemical_symbols
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .progress import progress
-from .validation import as_finite_array
+from .validation import as_finite_array, check_integer
 
 __all__ = [
+    "ORDERINGS",
+    "DESCRIPTOR_SETTINGS_DEFAULTS",
     "TIE_TOLERANCE",
     "OVERLAP_TOLERANCE",
     "BATCH_SITES",
@@ -58,11 +74,19 @@ __all__ = [
     "coulomb_features",
     "local_coulomb_matrix",
     "local_coulomb_matrices",
+    "default_species_counts",
+    "slot_atomic_numbers",
+    "check_descriptor_settings",
+    "feature_blocks",
     "feature_names",
     "n_features",
     "LocalCoulombMatrix",
 ]
 
+#: Slot orderings: ``"distance"`` (published, species mixed) and ``"species"`` (a fixed species per slot).
+ORDERINGS = ("distance", "species")
+#: Defaults of :func:`check_descriptor_settings` (the analysis): the species ordering, SCIENCE.md §4.
+DESCRIPTOR_SETTINGS_DEFAULTS = {"n_atoms": 20, "species": "Ge", "ordering": "species", "species_counts": None}
 #: Distances (Å) that differ by at most this much are ties for the neighbour order.
 TIE_TOLERANCE = 1e-8
 #: Two atoms (or images) closer than this (Å) overlap: a ValueError, since M_ij would be infinite.
@@ -77,14 +101,17 @@ _CUTOFF_MARGIN = 1.2
 #: Centres per vectorized pass of :func:`local_coulomb_matrices` (one step of its progress bar).
 BATCH_SITES = 4096
 _CUTOFF_GROWTH = 1.3
+# Share of the neighbour slots that default_species_counts gives to O, as a fraction 3/5.
+_O_SHARE = (3, 5)
 
 
 @dataclass(frozen=True)
 class NeighbourShells:
     """The ordered neighbourhoods of some centres: slot 0 is the centre, then the neighbours.
 
-    Padding slots (a non-periodic cluster with fewer than ``n_atoms`` atoms) have index -1,
-    atomic number 0, offset (0, 0, 0), distance ``inf`` and vector (0, 0, 0).
+    Padding slots (a non-periodic cluster with fewer than ``n_atoms`` atoms, or in the species
+    ordering fewer atoms of a slot's species) have index -1, atomic number 0, offset (0, 0, 0),
+    distance ``inf`` and vector (0, 0, 0).
 
     :ivar centers: (n_centers,) atom index of each centre.
     :ivar indices: (n_centers, n_atoms) atom index of each slot.
@@ -114,26 +141,130 @@ def feature_names(n_atoms: int) -> np.ndarray:
     return np.array([f"M_{i}_{j}" for i, j in zip(rows, cols)], dtype=object)
 
 
-def neighbour_shells(atoms, centers=None, n_atoms: int = 20, species: str = "Ge") -> NeighbourShells:
+def default_species_counts(n_atoms: int) -> tuple[tuple[str, int], ...]:
+    """Default slots per species of the species ordering: ``ceil(0.6 (n_atoms - 1))`` O, then the rest Ge.
+
+    12 O + 7 Ge for N = 20, 6 O + 3 Ge for N = 10. The O share covers a 6-fold first shell and the
+    second O shell; a species with no slot left (N <= 3) is omitted.
+
+    :param n_atoms: atoms per matrix, centre included (>= 2).
+    :returns: ``(("O", n_o), ("Ge", n_ge))``, counts summing to ``n_atoms - 1``.
+    """
+    n_neighbours = _check_n_atoms(n_atoms) - 1
+    n_o = -(-_O_SHARE[0] * n_neighbours // _O_SHARE[1])  # integer ceil(0.6 * n), no float rounding
+    counts = (("O", n_o), ("Ge", n_neighbours - n_o))
+    return tuple(pair for pair in counts if pair[1] > 0)
+
+
+def slot_atomic_numbers(n_atoms: int, species: str = "Ge", ordering: str = "species", species_counts=None):
+    """The atomic number of every slot, slot 0 the centre, or None when the slots' species vary.
+
+    Row 0 of a species-ordered matrix then gives the distances from the centre:
+    ``r_0j = Z_0 Z_j / M_0j`` (Å) with ``Z_j = slot_atomic_numbers(...)[j]``.
+
+    :param n_atoms: atoms per matrix, centre included (>= 2).
+    :param species: chemical symbol of the centre (default "Ge").
+    :param ordering: one of :data:`ORDERINGS` (default "species").
+    :param species_counts: ``(symbol, count)`` pairs in slot order (or an ordered dict); None means
+        :func:`default_species_counts`. Must be None for ``ordering="distance"``.
+    :returns: (n_atoms,) int array for ``ordering="species"``; None for ``ordering="distance"``.
+    """
+    n_atoms = _check_n_atoms(n_atoms)
+    z_center = atomic_numbers[_check_species(species)]
+    slots = _slots(n_atoms, ordering, species_counts)
+    if slots.kinds is None:
+        return None
+    return np.concatenate([[z_center], np.repeat(slots.kinds, slots.limits)]).astype(np.int64)
+
+
+def check_descriptor_settings(settings, name: str = "settings") -> dict:
+    """Validate and complete descriptor settings: the one home of the descriptor's parameter rules.
+
+    Keys (a missing key or a None value takes the default): ``n_atoms`` (N, atoms per matrix,
+    centre included, default 20), ``species`` (the emitting element, default "Ge"), ``ordering``
+    (one of :data:`ORDERINGS`, default "species", SCIENCE.md §4) and ``species_counts`` (the
+    species ordering's ``(symbol, count)`` pairs in slot order, summing to N - 1; default
+    :func:`default_species_counts`; must be absent or None for ``ordering="distance"``).
+
+    Note that the descriptor *functions* default to ``ordering="distance"`` (the published
+    descriptor), while these settings, the analysis's, default to ``"species"``.
+
+    :param settings: a dict (or None for all defaults).
+    :param name: how messages name the settings (e.g. ``"parameters"`` gives ``parameters['n_atoms']``).
+    :returns: a new dict with all four keys; ``species_counts`` is a list of ``[symbol, count]``
+        lists (JSON-storable), or None for the distance ordering.
+    :raises ValueError: naming the key: an unknown key, or a bad value.
+    """
+    settings = {} if settings is None else settings
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"`{name}` must be a dict with keys {sorted(DESCRIPTOR_SETTINGS_DEFAULTS)}; "
+                         f"got {type(settings).__name__}")
+    unknown = sorted(set(settings) - set(DESCRIPTOR_SETTINGS_DEFAULTS), key=str)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in `{name}`; the descriptor settings are "
+                         f"{sorted(DESCRIPTOR_SETTINGS_DEFAULTS)}")
+    value = {key: (default if settings.get(key) is None else settings[key])
+             for key, default in DESCRIPTOR_SETTINGS_DEFAULTS.items()}
+    label = {key: f"{name}['{key}']" for key in value}
+    n_atoms = check_integer(value["n_atoms"], label["n_atoms"], minimum=2)
+    species = _check_species(value["species"], label["species"])
+    slots = _slots(n_atoms, value["ordering"], value["species_counts"], label["ordering"], label["species_counts"])
+    counts = None if slots.kinds is None else [[chemical_symbols[z], int(c)] for z, c in zip(slots.kinds, slots.limits)]
+    return {"n_atoms": n_atoms, "species": species, "ordering": value["ordering"], "species_counts": counts}
+
+
+def feature_blocks(n_atoms: int, ordering: str, species_counts=None) -> dict[str, np.ndarray]:
+    """Named column-index sets of the feature vector, the candidate inputs of the emulator.
+
+    - ``"full"``: every column, ``n_atoms*(n_atoms+1)//2``;
+    - ``"row0"``: the centre's row without the constant ``M_00``: ``M_0j`` for j = 1..N-1 (N - 1
+      columns, the distances from the centre);
+    - ``"center_o"`` (species ordering with O slots only): the upper triangle, diagonal included,
+      over the centre and the O slots (the first O shells and their geometry).
+
+    :param n_atoms: atoms per matrix, centre included (>= 2).
+    :param ordering: one of :data:`ORDERINGS`.
+    :param species_counts: as for :func:`local_coulomb_matrix` (None: the default of the ordering).
+    :returns: dict of name -> sorted int arrays of column indices into the feature vector.
+    """
+    n_atoms = _check_n_atoms(n_atoms)
+    slots = _slots(n_atoms, ordering, species_counts)
+    rows, cols = _triangle(n_atoms)
+    blocks = {"full": np.arange(len(rows)), "row0": np.flatnonzero((rows == 0) & (cols > 0))}
+    if slots.kinds is not None and atomic_numbers["O"] in slots.kinds:
+        slot_z = np.concatenate([[0], np.repeat(slots.kinds, slots.limits)])
+        chosen = (np.arange(n_atoms) == 0) | (slot_z == atomic_numbers["O"])
+        blocks["center_o"] = np.flatnonzero(chosen[rows] & chosen[cols])
+    return blocks
+
+
+def neighbour_shells(atoms, centers=None, n_atoms: int = 20, species: str = "Ge", ordering: str = "distance",
+                     species_counts=None) -> NeighbourShells:
     """Each centre and its ``n_atoms - 1`` nearest atoms over all periodic images, in descriptor order.
 
     :param atoms: an ``ase.Atoms``; positions in Å. Periodic along the axes where ``atoms.pbc`` is
         True (any cell shape, mixed pbc allowed); a fully non-periodic structure is a cluster and all
-        its atoms are used, padded when there are fewer than ``n_atoms``.
+        its atoms are used, padded when there are fewer than ``n_atoms`` (or, in the species
+        ordering, fewer of a slot's species).
     :param centers: atom indices of the centres; None means every atom whose symbol is ``species``,
         in index order.
     :param n_atoms: atoms per neighbourhood, the centre included (>= 2).
     :param species: chemical symbol of the centres when ``centers`` is None.
+    :param ordering: one of :data:`ORDERINGS` (default "distance", the published ordering).
+    :param species_counts: for ``ordering="species"``: ``(symbol, count)`` pairs in slot order (or an
+        ordered dict), counts summing to ``n_atoms - 1``; None means :func:`default_species_counts`.
+        Must be None for ``ordering="distance"``.
     :returns: a :class:`NeighbourShells`.
-    :raises ValueError: bad arguments, a singular periodic cell, or an atom (image) closer than
-        :data:`OVERLAP_TOLERANCE` Å to a centre (:func:`local_coulomb_matrix` also checks every
-        pair inside the neighbourhood).
+    :raises ValueError: bad arguments, a singular periodic cell, a periodic structure without an atom
+        of a species of ``species_counts``, or an atom (image) closer than :data:`OVERLAP_TOLERANCE`
+        Å to a centre (:func:`local_coulomb_matrix` also checks every pair inside the neighbourhood).
     """
     atoms = _check_atoms(atoms)
     n_atoms = _check_n_atoms(n_atoms)
+    slots = _slots(n_atoms, ordering, species_counts)
     center_index = _resolve_centers(atoms, centers, species)
     group = _Group.of([atoms], ["`atoms`"])
-    return group.shells(np.zeros(len(center_index), dtype=np.int64), center_index, n_atoms)
+    return group.shells(np.zeros(len(center_index), dtype=np.int64), center_index, n_atoms, slots)
 
 
 def coulomb_features(numbers, vectors) -> np.ndarray:
@@ -157,25 +288,35 @@ def coulomb_features(numbers, vectors) -> np.ndarray:
     return features
 
 
-def local_coulomb_matrix(atoms, centers=None, n_atoms: int = 20, species: str = "Ge") -> np.ndarray:
+def local_coulomb_matrix(atoms, centers=None, n_atoms: int = 20, species: str = "Ge", ordering: str = "distance",
+                         species_counts=None) -> np.ndarray:
     """Local Coulomb matrix features of sites of one structure (SCIENCE.md §4).
 
     :param atoms: an ``ase.Atoms`` (positions in Å); periodic along its ``pbc`` axes, any cell
-        shape; a non-periodic structure is a cluster, zero-padded below ``n_atoms`` atoms.
+        shape; a non-periodic structure is a cluster, zero-padded below ``n_atoms`` atoms (or, in
+        the species ordering, below a species' count).
     :param centers: atom indices of the centres; None means every atom whose symbol is ``species``,
         in index order.
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: chemical symbol of the centres when ``centers`` is None (default "Ge").
+    :param ordering: ``"distance"`` (default; the published mixed ordering, its output unchanged) or
+        ``"species"`` (the centre, then its nearest atoms species by species, SCIENCE.md §4).
+    :param species_counts: for ``ordering="species"``: ``(symbol, count)`` pairs in slot order (or an
+        ordered dict), counts summing to ``n_atoms - 1``; None means :func:`default_species_counts`
+        (12 O + 7 Ge for N = 20). Must be None for ``ordering="distance"``.
     :returns: (n_centers, n_atoms*(n_atoms+1)//2) features: upper triangle incl. diagonal,
         row-major; ``M_ii = 0.5 Z_i**2.4``, ``M_ij = Z_i Z_j / |R_i - R_j|`` with R in Å.
     :raises ValueError: when ``atoms`` is not an ase.Atoms, no atom is of ``species``, ``n_atoms``
-        < 2, a centre index is out of range, or atoms overlap.
+        < 2, a centre index is out of range, ``ordering`` or ``species_counts`` is bad, or atoms
+        overlap.
     """
-    shells = neighbour_shells(atoms, centers=centers, n_atoms=n_atoms, species=species)
+    shells = neighbour_shells(atoms, centers=centers, n_atoms=n_atoms, species=species, ordering=ordering,
+                              species_counts=species_counts)
     return _features_of(shells, np.zeros(len(shells.centers), dtype=np.int64), ["`atoms`"])
 
 
-def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False) -> np.ndarray:
+def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False,
+                           ordering: str = "distance", species_counts=None) -> np.ndarray:
     """Features of every ``species`` site of several structures, stacked in order.
 
     Rows: structure by structure, each structure's centres in index order; the same values as
@@ -184,11 +325,14 @@ def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", v
 
     :param structures: a list of ``ase.Atoms`` (positions in Å).
     :param verbose: show a progress bar (sites done) on stderr; the values do not depend on it.
+    :param ordering: ``"distance"`` (default) or ``"species"``, as for :func:`local_coulomb_matrix`.
+    :param species_counts: as for :func:`local_coulomb_matrix`.
     :returns: (total centres, n_atoms*(n_atoms+1)//2).
     """
     structures = _as_structures(structures, "structures")
     n_atoms = _check_n_atoms(n_atoms)
     z_species = atomic_numbers[_check_species(species)]
+    slots = _slots(n_atoms, ordering, species_counts)
     names = [f"structure {k} of `structures`" for k in range(len(structures))]
     counts = np.array([np.count_nonzero(atoms.numbers == z_species) for atoms in structures])
     if np.any(counts == 0):
@@ -210,7 +354,7 @@ def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", v
         for members in batches:
             group = _Group.of([structures[k] for k in members], [names[k] for k in members])
             structure_of, center_index = np.nonzero(group.numbers == z_species)  # structure-major order
-            shells = group.shells(structure_of, center_index, n_atoms)
+            shells = group.shells(structure_of, center_index, n_atoms, slots)
             rows = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in members])
             features[rows] = _features_of(shells, structure_of, group.names)
             bar.update(len(rows))
@@ -227,17 +371,24 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: chemical symbol of the centres (default "Ge").
     :param verbose: show a progress bar (sites done) on stderr during ``transform``.
+    :param ordering: ``"distance"`` (default, published) or ``"species"`` (SCIENCE.md §4).
+    :param species_counts: for ``ordering="species"``: ``(symbol, count)`` pairs in slot order summing
+        to ``n_atoms - 1``; None means :func:`default_species_counts`.
     """
 
-    def __init__(self, n_atoms: int = 20, species: str = "Ge", verbose: bool = False):
+    def __init__(self, n_atoms: int = 20, species: str = "Ge", verbose: bool = False, ordering: str = "distance",
+                 species_counts=None):
         self.n_atoms = n_atoms
         self.species = species
         self.verbose = verbose
+        self.ordering = ordering
+        self.species_counts = species_counts
 
     def fit(self, X, y=None):
         """Validate the parameters and ``X`` (a list of ase.Atoms). Returns self."""
         _check_n_atoms(self.n_atoms)
         _check_species(self.species)
+        _slots(self.n_atoms, self.ordering, self.species_counts)
         _as_structures(X, "X")
         self.n_features_out_ = n_features(self.n_atoms)
         return self
@@ -247,7 +398,8 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_out_")
         structures = _as_structures(X, "X")
         try:
-            return local_coulomb_matrices(structures, n_atoms=self.n_atoms, species=self.species, verbose=self.verbose)
+            return local_coulomb_matrices(structures, n_atoms=self.n_atoms, species=self.species, verbose=self.verbose,
+                                          ordering=self.ordering, species_counts=self.species_counts)
         except ValueError as exc:
             raise ValueError(str(exc).replace("of `structures`", "of `X`")) from exc
 
@@ -255,6 +407,76 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
         """Feature names ``M_i_j`` (i <= j), upper triangle row-major."""
         check_is_fitted(self, "n_features_out_")
         return feature_names(self.n_atoms)
+
+
+# --- slots: which atoms fill the neighbour slots --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Slots:
+    """The neighbour slots of one ordering, as kinds of neighbour with a slot count each.
+
+    The distance ordering has one kind (any atom, ``kinds`` None); the species ordering one kind
+    per species of ``species_counts``. Kind k fills slots ``starts[k] .. starts[k] + limits[k] - 1``.
+    """
+
+    kinds: np.ndarray | None  # (n_kinds,) atomic number of each kind; None: any atom
+    limits: np.ndarray  # (n_kinds,) slots per kind
+    starts: np.ndarray  # (n_kinds,) first slot of each kind (slot 0 is the centre)
+    kind_of_z: np.ndarray | None  # (119,) kind index of each atomic number, -1 = left out
+
+    @property
+    def n_kinds(self) -> int:
+        return len(self.limits)
+
+
+def _slots(n_atoms: int, ordering, species_counts, ordering_label: str = "ordering",
+           counts_label: str = "species_counts") -> _Slots:
+    """The validated slot plan of ``ordering`` (``n_atoms`` already checked)."""
+    if not isinstance(ordering, str) or ordering not in ORDERINGS:
+        raise ValueError(f"`{ordering_label}` must be one of {ORDERINGS}; got {ordering!r}")
+    if ordering == "distance":
+        if species_counts is not None:
+            raise ValueError(f"`{counts_label}` applies to the species ordering only; leave it None for "
+                             f"`{ordering_label}`='distance' (got {species_counts!r})")
+        return _Slots(None, np.array([n_atoms - 1]), np.array([1]), None)
+    pairs = default_species_counts(n_atoms) if species_counts is None else _check_species_counts(
+        species_counts, n_atoms, counts_label)
+    kinds = np.array([atomic_numbers[symbol] for symbol, _ in pairs], dtype=np.int64)
+    limits = np.array([count for _, count in pairs], dtype=np.int64)
+    kind_of_z = np.full(len(chemical_symbols), -1, dtype=np.int64)
+    kind_of_z[kinds] = np.arange(len(kinds))
+    return _Slots(kinds, limits, 1 + np.concatenate([[0], np.cumsum(limits)[:-1]]), kind_of_z)
+
+
+def _check_species_counts(species_counts, n_atoms: int, label: str) -> tuple[tuple[str, int], ...]:
+    hint = f"e.g. [['O', 12], ['Ge', 7]] for n_atoms = 20; counts summing to n_atoms - 1 = {n_atoms - 1}"
+    if isinstance(species_counts, Mapping):
+        pairs = list(species_counts.items())
+    elif isinstance(species_counts, (str, bytes)) or not hasattr(species_counts, "__iter__"):
+        raise ValueError(f"`{label}` must be a sequence of (symbol, count) pairs in slot order ({hint}); "
+                         f"got {species_counts!r}")
+    else:
+        pairs = list(species_counts)
+    if not pairs:
+        raise ValueError(f"`{label}` is empty; give (symbol, count) pairs in slot order ({hint})")
+    checked = []
+    for pair in pairs:
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise ValueError(f"`{label}` must hold (symbol, count) pairs ({hint}); got the item {pair!r}")
+        symbol, count = pair
+        if not isinstance(symbol, str) or symbol not in atomic_numbers or symbol == "X":
+            raise ValueError(f"`{label}` has {symbol!r}, not a chemical symbol such as 'O' ({hint})")
+        if isinstance(count, (bool, np.bool_)) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise ValueError(f"`{label}` count of {symbol!r} must be an integer >= 1; got {count!r}")
+        if symbol in (s for s, _ in checked):
+            raise ValueError(f"`{label}` names {symbol!r} twice; give each species once ({hint})")
+        checked.append((symbol, int(count)))
+    total = sum(count for _, count in checked)
+    if total != n_atoms - 1:
+        raise ValueError(f"`{label}` counts sum to {total}, but the n_atoms - 1 = {n_atoms - 1} slots after the "
+                         f"centre must all be filled ({hint})")
+    return tuple(checked)
 
 
 # --- the batched neighbour search -----------------------------------------------------------------
@@ -289,9 +511,14 @@ class _Group:
             diameter = np.linalg.norm(np.ptp(positions, axis=1), axis=1)
         return cls(positions, numbers, lattice, dual, heights, atom_radius, diameter, list(names))
 
-    def shells(self, structure_of, center_index, n_atoms: int) -> NeighbourShells:
-        """Ordered neighbourhoods of centres given as (structure in group, atom index) pairs."""
-        n_centers, n_neighbours = len(center_index), n_atoms - 1
+    def shells(self, structure_of, center_index, n_atoms: int, slots: _Slots | None = None) -> NeighbourShells:
+        """Ordered neighbourhoods of centres given as (structure in group, atom index) pairs.
+
+        ``slots`` None is the distance ordering (one kind of neighbour: any atom).
+        """
+        if slots is None:
+            slots = _Slots(None, np.array([n_atoms - 1]), np.array([1]), None)
+        n_centers = len(center_index)
         indices = np.full((n_centers, n_atoms), -1, dtype=np.int64)
         offsets = np.zeros((n_centers, n_atoms, 3), dtype=np.int64)
         z = np.zeros((n_centers, n_atoms), dtype=np.int64)
@@ -304,18 +531,22 @@ class _Group:
         pending = np.arange(n_centers)
         # first radius: a sphere holding n_atoms atoms at the mean density, with a margin
         cutoff = _CUTOFF_MARGIN * n_atoms ** (1.0 / 3.0) * self.atom_radius[structure_of]
+        if slots.kinds is not None:
+            cutoff = np.maximum(cutoff, self._species_cutoff(slots)[structure_of])
         while len(pending):
-            row, rank, j, shift, vec, dist = self._nearest_images(
-                structure_of[pending], center_index[pending], cutoff[pending], n_neighbours)
-            # Every image within the cutoff was enumerated, so the k-th neighbour (and its ties) is
-            # provably the true one when it lies inside the cutoff; the others retry with a larger one.
-            kth = np.full(len(pending), np.inf)
-            at_k = rank == n_neighbours - 1
-            kth[row[at_k]] = dist[at_k]
+            row, kind, rank, j, shift, vec, dist = self._nearest_images(
+                structure_of[pending], center_index[pending], cutoff[pending], slots)
+            # Every image within the cutoff was enumerated, so the k-th neighbour of each kind (and its
+            # ties) is provably the true one when it lies inside the cutoff; the others retry with a
+            # larger one.
+            kth = np.full((len(pending), slots.n_kinds), np.inf)
+            at_k = rank == slots.limits[kind] - 1
+            kth[row[at_k], kind[at_k]] = dist[at_k]
             reached = cutoff[pending]
-            done = (kth + 2 * TIE_TOLERANCE < reached) | (reached > self.diameter[structure_of[pending]])
+            done = np.all(kth + 2 * TIE_TOLERANCE < reached[:, None], axis=1) | (
+                reached > self.diameter[structure_of[pending]])
             keep = done[row]
-            target, slot = pending[row[keep]], rank[keep] + 1
+            target, slot = pending[row[keep]], slots.starts[kind[keep]] + rank[keep]
             indices[target, slot] = j[keep]
             offsets[target, slot] = shift[keep]
             z[target, slot] = self.numbers[structure_of[target], j[keep]]
@@ -325,12 +556,34 @@ class _Group:
             cutoff[pending] *= _CUTOFF_GROWTH
         return NeighbourShells(center_index, indices, offsets, z, distances, vectors)
 
-    def _nearest_images(self, structure_of, center_index, cutoff, n_neighbours):
-        """The first ``n_neighbours`` (atom, image) pairs of each centre within its cutoff, in order.
+    def _species_cutoff(self, slots: _Slots) -> np.ndarray:
+        """First cutoff (Å) per structure of the species ordering: a sphere holding, at each kind's own
+        mean density, the kind's slot count plus one atom, with a margin; the largest over the kinds.
 
-        Returns arrays over the kept pairs: row (position of the centre in the arguments), rank
-        (0-based place in the centre's order), atom index j, shift S (3 ints), vector (3, Å) and
-        distance (Å). A centre with fewer candidates within its cutoff gets fewer rows.
+        :raises ValueError: when a periodic structure has no atom of a kind (its slots could never be
+            filled; a cluster pads them instead).
+        """
+        n_total = self.numbers.shape[1]
+        present = np.count_nonzero(self.numbers[:, :, None] == slots.kinds[None, None, :], axis=1)  # (B, kinds)
+        if np.isfinite(self.diameter).all():  # clusters: missing species are padding
+            present = np.maximum(present, 1)
+        elif np.any(present == 0):
+            k, kind = (int(i) for i in np.argwhere(present == 0)[0])
+            symbol = chemical_symbols[slots.kinds[kind]]
+            raise ValueError(f"{self.names[k]} has no {symbol} atom, but `species_counts` asks for "
+                             f"{slots.limits[kind]} {symbol} neighbours; a periodic structure needs an atom of every "
+                             "species of `species_counts` (or use ordering='distance')")
+        radius = self.atom_radius[:, None] * (n_total / present) ** (1.0 / 3.0)
+        return np.max(_CUTOFF_MARGIN * (slots.limits + 1) ** (1.0 / 3.0) * radius, axis=1)
+
+    def _nearest_images(self, structure_of, center_index, cutoff, slots: _Slots):
+        """The first ``slots.limits[k]`` (atom, image) pairs of each kind k of each centre within its
+        cutoff, in order.
+
+        Returns arrays over the kept pairs: row (position of the centre in the arguments), kind
+        (index into ``slots.limits``), rank (0-based place in the centre's order of that kind), atom
+        index j, shift S (3 ints), vector (3, Å) and distance (Å). A centre with fewer candidates
+        of a kind within its cutoff gets fewer rows.
         """
         n_total = self.positions.shape[1]
         # non-periodic axes have infinite heights, hence reach 0
@@ -347,28 +600,39 @@ class _Group:
                              f"{shift[at].tolist()}) is closer than {OVERLAP_TOLERANCE} Å to centre "
                              f"{center_index[row[at]]}")
 
-        # Order: (centre, tie group, Z, atom index, S0, S1, S2). A tie group is a run of a centre's
-        # distances whose consecutive gaps are <= TIE_TOLERANCE. Rows come in centre order.
+        # Order: (centre, kind, tie group, Z, atom index, S0, S1, S2), over "keys" = centre * n_kinds +
+        # kind. A tie group is a run of a key's distances whose consecutive gaps are <= TIE_TOLERANCE.
+        n_kinds = slots.n_kinds
+        if slots.kind_of_z is None:  # distance ordering: one kind, the keys are the centres
+            kind = np.zeros(len(row), dtype=np.int64)
+        else:
+            kind = slots.kind_of_z[self.numbers[structure_of[row], j]]
+            by_key = np.argsort(row * n_kinds + kind, kind="stable")
+            by_key = by_key[kind[by_key] >= 0]  # species without slots are left out
+            row, kind, j, shift, vec, dist = (a[by_key] for a in (row, kind, j, shift, vec, dist))
         if len(row) == 0:  # e.g. a one-atom cluster
-            return row, row, j, shift, vec, dist
-        by_distance = _sort_within_rows(row, dist, len(center_index))
-        sorted_row = row[by_distance]
+            return row, kind, row, j, shift, vec, dist
+        key = row * n_kinds + kind  # non-decreasing
+        n_keys = len(center_index) * n_kinds
+        limit = np.tile(slots.limits, len(center_index))  # slots per key
+        by_distance = _sort_within_rows(key, dist, n_keys)
+        sorted_key = key[by_distance]
         new_group = np.ones(len(dist), dtype=bool)
-        new_group[1:] = (np.diff(dist[by_distance]) > TIE_TOLERANCE) | (np.diff(sorted_row) != 0)
+        new_group[1:] = (np.diff(dist[by_distance]) > TIE_TOLERANCE) | (np.diff(sorted_key) != 0)
         sorted_group = np.cumsum(new_group)
-        # Only the groups up to the one holding each centre's k-th neighbour matter.
-        first = np.searchsorted(sorted_row, np.arange(len(center_index)))
-        count = np.bincount(row, minlength=len(center_index))
-        last = sorted_group[np.maximum(first + np.minimum(count, n_neighbours) - 1, 0)]
-        needed = sorted_group <= last[sorted_row]
+        # Only the groups up to the one holding each key's k-th neighbour matter.
+        first = np.searchsorted(sorted_key, np.arange(n_keys))
+        count = np.bincount(key, minlength=n_keys)
+        last = sorted_group[np.maximum(first + np.minimum(count, limit) - 1, 0)]
+        needed = sorted_group <= last[sorted_key]
         subset, group = by_distance[needed], sorted_group[needed]
         z = self.numbers[structure_of[row[subset]], j[subset]]
         order = subset[_argsort_keys(group, _tie_code(z, j[subset], shift[subset], n_total))]
-        ordered_row = row[order]
-        rank = np.arange(len(order)) - np.searchsorted(ordered_row, ordered_row)
-        within = rank < n_neighbours
+        ordered_key = key[order]
+        rank = np.arange(len(order)) - np.searchsorted(ordered_key, ordered_key)
+        within = rank < limit[ordered_key]
         take = order[within]
-        return row[take], rank[within], j[take], shift[take], vec[take], dist[take]
+        return row[take], kind[take], rank[within], j[take], shift[take], vec[take], dist[take]
 
     def _candidates(self, structure_of, center_index, cutoff, shifts, row_start):
         """Every (centre, atom, image) pair within the centre's cutoff except the centre itself."""
@@ -530,9 +794,9 @@ def _check_n_atoms(n_atoms) -> int:
     return int(n_atoms)
 
 
-def _check_species(species) -> str:
+def _check_species(species, label: str = "species") -> str:
     if not isinstance(species, str) or species not in atomic_numbers or species == "X":
-        raise ValueError(f"`species` must be a chemical symbol such as 'Ge'; got {species!r}")
+        raise ValueError(f"`{label}` must be a chemical symbol such as 'Ge'; got {species!r}")
     return species
 
 

@@ -2,21 +2,31 @@
 
 import functools
 import itertools
+import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 from ase import Atoms
+from ase.data import atomic_numbers
+from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
 from sklearn.base import clone
 
 from aiida_xesml.ml.descriptors import (
     LocalCoulombMatrix,
+    check_descriptor_settings,
     coulomb_features,
+    default_species_counts,
+    feature_blocks,
+    feature_names,
     local_coulomb_matrices,
     local_coulomb_matrix,
     neighbour_shells,
+    slot_atomic_numbers,
 )
+from aiida_xesml.ml.structures import random_network, supercell
 
 TOL = 1e-8  # the documented tie tolerance, Å
 
@@ -247,7 +257,8 @@ def test_transformer_stacks_sites_of_all_structures():
     np.testing.assert_array_equal(features, expected)
     names = transformer.get_feature_names_out()
     assert list(names[:3]) == ["M_0_0", "M_0_1", "M_0_2"] and names[8] == "M_1_1" and len(names) == 36
-    assert clone(transformer).get_params() == {"n_atoms": 8, "species": "Ge", "verbose": False}
+    assert clone(transformer).get_params() == {"n_atoms": 8, "species": "Ge", "verbose": False,
+                                               "ordering": "distance", "species_counts": None}
     assert LocalCoulombMatrix(species="O").fit_transform(structures[:1]).shape == (4, 210)
 
 
@@ -311,3 +322,295 @@ def test_errors_name_the_argument():
     singular = Atoms("GeO", positions=[[0, 0, 0], [1.7, 0, 0]], pbc=True)  # no cell
     with pytest.raises(ValueError, match="cell"):
         local_coulomb_matrix(singular)
+
+
+# --- the species ordering ------------------------------------------------------------------------------
+
+
+def _brute_force_species_shell(atoms, center, species_counts, reach=4):
+    """(Z, atom index, offset, position) of the centre, then per (symbol, count) the count nearest images of
+    that species (explicit image loop; ties by index, then offset); None entries are padding."""
+    cell = np.array(atoms.cell)
+    ranges = [range(-reach, reach + 1) if periodic else range(1) for periodic in atoms.pbc]
+    origin = atoms.positions[center]
+    shell = [(int(atoms.numbers[center]), center, (0, 0, 0), origin)]
+    for symbol, count in species_counts:
+        z = atomic_numbers[symbol]
+        entries = []
+        for j in range(len(atoms)):
+            if atoms.numbers[j] != z:
+                continue
+            for shift in itertools.product(*ranges):
+                if j == center and shift == (0, 0, 0):
+                    continue
+                position = atoms.positions[j] + np.array(shift) @ cell
+                entries.append((math.dist(position, origin), j, shift, position))
+
+        def compare(a, b):
+            if abs(a[0] - b[0]) > TOL:
+                return -1 if a[0] < b[0] else 1
+            return ((a[1], a[2]) > (b[1], b[2])) - ((a[1], a[2]) < (b[1], b[2]))
+
+        entries.sort(key=functools.cmp_to_key(compare))
+        chosen = entries[:count]
+        if any(atoms.pbc):
+            heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
+            assert chosen[-1][0] < (reach - 1) * heights[np.array(atoms.pbc)].min()
+        shell += [(z, e[1], e[2], e[3]) for e in chosen] + [None] * (count - len(chosen))
+    return shell
+
+
+def _brute_force_species_features(atoms, center, species_counts):
+    shell = _brute_force_species_shell(atoms, center, species_counts)
+    n = len(shell)
+    matrix = np.zeros((n, n))
+    for a, entry_a in enumerate(shell):
+        for b, entry_b in enumerate(shell):
+            if entry_a is None or entry_b is None:
+                continue
+            if a == b:
+                matrix[a, b] = 0.5 * entry_a[0] ** 2.4
+            else:
+                matrix[a, b] = entry_a[0] * entry_b[0] / math.dist(entry_a[3], entry_b[3])
+    return matrix[np.triu_indices(n)], shell
+
+
+def _check_species_against_brute_force(atoms, species_counts=(("O", 12), ("Ge", 7)), centers=None):
+    pairs = list(species_counts.items()) if isinstance(species_counts, dict) else list(species_counts)
+    n_atoms = 1 + sum(count for _, count in pairs)
+    centers = list(np.flatnonzero(atoms.numbers == 32)) if centers is None else centers
+    features = local_coulomb_matrix(atoms, centers=centers, n_atoms=n_atoms, ordering="species",
+                                    species_counts=species_counts)
+    shells = neighbour_shells(atoms, centers=centers, n_atoms=n_atoms, ordering="species",
+                              species_counts=species_counts)
+    assert features.shape == (len(centers), n_atoms * (n_atoms + 1) // 2)
+    for row, center in enumerate(centers):
+        expected, shell = _brute_force_species_features(atoms, center, pairs)
+        np.testing.assert_allclose(features[row], expected, rtol=1e-10, atol=1e-12)
+        assert shells.indices[row].tolist() == [-1 if s is None else s[1] for s in shell]
+        assert [tuple(o) for o in shells.offsets[row].tolist()] == [(0, 0, 0) if s is None else s[2] for s in shell]
+    return features, shells
+
+
+@pytest.mark.parametrize("builder", [_triclinic, _rutile, _quartz, lambda: _rattled(_quartz(), seed=4)])
+def test_species_ordering_matches_brute_force(builder):
+    _check_species_against_brute_force(builder())
+
+
+def test_species_ordering_in_a_small_cell_counts_the_centres_own_images():
+    atoms = Atoms("GeO2", scaled_positions=[[0.1, 0.2, 0.3], [0.6, 0.55, 0.7], [0.35, 0.9, 0.05]],
+                  cell=[[2.9, 0.0, 0.0], [0.7, 2.6, 0.0], [-0.4, 0.5, 2.8]], pbc=True)
+    _, shells = _check_species_against_brute_force(atoms)
+    # the only Ge is the centre: all 7 Ge slots are its own images
+    assert np.all(shells.indices[0, 13:] == 0) and np.all(shells.offsets[0, 13:].any(axis=1))
+
+
+def test_species_ordering_with_other_counts_orders_and_centres():
+    atoms = _rattled(_triclinic(seed=6), seed=2)
+    # Ge slots first, as a dict; an O centre (its own images count among the O)
+    _check_species_against_brute_force(atoms, species_counts={"Ge": 4, "O": 5}, centers=[3, 0, 7])
+    _check_species_against_brute_force(atoms, species_counts=[["O", 3]])
+    slab = _triclinic(seed=2)
+    slab.pbc = (True, False, True)
+    _check_species_against_brute_force(slab, species_counts=(("O", 8), ("Ge", 5)))
+
+
+def test_species_ordering_pads_a_cluster_per_species():
+    atoms = Atoms("GeO3Si", positions=[[0, 0, 0], [1.8, 0, 0], [0, 1.7, 0.2], [-1.1, -0.9, 1.2], [0, 0, -2.0]])
+    counts = (("O", 5), ("Ge", 2))
+    features, shells = _check_species_against_brute_force(atoms, species_counts=counts)
+    assert shells.numbers[0].tolist() == [32, 8, 8, 8, 0, 0, 0, 0]  # the Si is not a slot species
+    assert shells.indices[0].tolist() == [0, 2, 1, 3, -1, -1, -1, -1]
+    matrix = np.zeros((8, 8))
+    matrix[np.triu_indices(8)] = features[0]
+    assert np.all(matrix[4:] == 0) and np.all(matrix[:, 4:] == 0)
+
+
+def test_species_slots_are_fixed_and_sorted_within_a_species():
+    structures = [random_network(16, density=3.6, seed=seed) for seed in range(4)]
+    z_slot = slot_atomic_numbers(20)
+    assert z_slot.tolist() == [32] + [8] * 12 + [32] * 7
+    for atoms in structures:
+        shells = neighbour_shells(atoms, ordering="species")
+        np.testing.assert_array_equal(shells.numbers, np.broadcast_to(z_slot, shells.numbers.shape))
+        assert np.all(np.diff(shells.distances[:, 1:13], axis=1) >= 0)
+        assert np.all(np.diff(shells.distances[:, 13:], axis=1) >= 0)
+    assert slot_atomic_numbers(20, ordering="distance") is None
+    assert slot_atomic_numbers(9, species="O", species_counts={"Ge": 3, "O": 5}).tolist() == [8, 32, 32, 32] + [8] * 5
+
+
+def test_row_zero_gives_back_the_true_o_distances_sorted():
+    atoms = _rattled(supercell(_quartz(), (2, 2, 1)), seed=9)
+    features = local_coulomb_matrix(atoms, ordering="species")
+    z_slot = slot_atomic_numbers(20)
+    readout = z_slot[0] * z_slot[1:] / features[:, 1:20]  # r_0j = Z_0 Z_j / M_0j
+    # independently: ASE's neighbour list, every Ge-O and Ge-Ge image distance within 7 Å
+    i, j, d = neighbor_list("ijd", atoms, 7.0)
+    for row, center in enumerate(np.flatnonzero(atoms.numbers == 32)):
+        mine = i == center
+        o = np.sort(d[mine & (atoms.numbers[j] == 8)])[:12]
+        ge = np.sort(d[mine & (atoms.numbers[j] == 32)])[:7]
+        np.testing.assert_allclose(readout[row, :12], o, rtol=1e-12)
+        np.testing.assert_allclose(readout[row, 12:], ge, rtol=1e-12)
+
+
+def test_species_ordering_invariances_without_ties():
+    atoms = _rattled(_triclinic(), seed=12)
+    reference = local_coulomb_matrix(atoms, ordering="species")
+    moved = atoms.copy()
+    moved.translate([3.3, -7.1, 0.77])
+    moved.wrap()
+    np.testing.assert_allclose(local_coulomb_matrix(moved, ordering="species"), reference, rtol=1e-10)
+    permutation = np.random.default_rng(1).permutation(len(atoms))
+    permuted = atoms[permutation]
+    new_index = np.argsort(permutation)
+    centers = np.flatnonzero(atoms.numbers == 32)
+    np.testing.assert_allclose(local_coulomb_matrix(permuted, centers=new_index[centers], ordering="species"),
+                               reference, rtol=1e-10)
+    big = atoms.repeat((2, 1, 3))  # the original cell's atoms first
+    np.testing.assert_allclose(local_coulomb_matrix(big, centers=centers, ordering="species"), reference,
+                               rtol=1e-10)
+    rotated = atoms.copy()
+    rotated.rotate(41.0, (1.0, 0.3, -0.5), rotate_cell=True)
+    np.testing.assert_allclose(local_coulomb_matrix(rotated, ordering="species"), reference, rtol=1e-10)
+
+
+def test_batched_species_matrices_equal_per_structure_ones():
+    slab = _triclinic(seed=4)
+    slab.pbc = (True, True, False)
+    structures = [_rattled(_rutile(), seed=1), _triclinic(), slab, _rattled(_triclinic(), seed=5),
+                  Atoms("GeO2", positions=[[0, 0, 0], [1.7, 0, 0], [0, 1.8, 0]])]
+    counts = (("O", 7), ("Ge", 4))
+    stacked = local_coulomb_matrices(structures, n_atoms=12, ordering="species", species_counts=counts)
+    expected = np.vstack([local_coulomb_matrix(s, n_atoms=12, ordering="species", species_counts=counts)
+                          for s in structures])
+    np.testing.assert_allclose(stacked, expected, rtol=1e-13)
+
+
+# --- defaults and settings -------------------------------------------------------------------------------
+
+
+def test_default_species_counts():
+    assert default_species_counts(20) == (("O", 12), ("Ge", 7))
+    assert default_species_counts(10) == (("O", 6), ("Ge", 3))
+    for n_atoms in range(4, 60):
+        (_, n_o), (_, n_ge) = default_species_counts(n_atoms)
+        assert n_o == math.ceil(Fraction(3, 5) * (n_atoms - 1)) and n_o + n_ge == n_atoms - 1
+    assert default_species_counts(2) == (("O", 1),) and default_species_counts(3) == (("O", 2),)
+    atoms = _rattled(_quartz())
+    np.testing.assert_array_equal(local_coulomb_matrix(atoms, n_atoms=10, ordering="species"),
+                                  local_coulomb_matrix(atoms, n_atoms=10, ordering="species",
+                                                       species_counts=[("O", 6), ("Ge", 3)]))
+
+
+def test_check_descriptor_settings_completes_and_validates():
+    assert check_descriptor_settings({}) == {"n_atoms": 20, "species": "Ge", "ordering": "species",
+                                             "species_counts": [["O", 12], ["Ge", 7]]}
+    assert check_descriptor_settings(None) == check_descriptor_settings({"ordering": None})
+    assert check_descriptor_settings({"ordering": "distance", "n_atoms": 8}) == {
+        "n_atoms": 8, "species": "Ge", "ordering": "distance", "species_counts": None}
+    settings = check_descriptor_settings({"n_atoms": 10, "species_counts": {"Ge": 4, "O": 5}})
+    assert settings["species_counts"] == [["Ge", 4], ["O", 5]]
+    assert json.loads(json.dumps(settings)) == settings  # storable as it is
+    atoms = _rattled(_quartz())
+    np.testing.assert_array_equal(local_coulomb_matrix(atoms, **settings),
+                                  local_coulomb_matrix(atoms, n_atoms=10, ordering="species",
+                                                       species_counts=(("Ge", 4), ("O", 5))))
+    bad = [({"n_atom": 20}, "n_atom"), ({"n_atoms": 1}, r"parameters\['n_atoms'\]"),
+           ({"n_atoms": "20"}, r"parameters\['n_atoms'\]"), ({"species": "Qq"}, r"parameters\['species'\]"),
+           ({"ordering": "mixed"}, r"parameters\['ordering'\]"),
+           ({"ordering": "distance", "species_counts": [["O", 19]]}, r"parameters\['species_counts'\]"),
+           ({"species_counts": [["O", 12], ["Ge", 6]]}, r"parameters\['species_counts'\].*sum to 18"),
+           ([("n_atoms", 20)], "parameters")]
+    for settings, message in bad:
+        with pytest.raises(ValueError, match=message):
+            check_descriptor_settings(settings, name="parameters")
+
+
+def test_feature_blocks():
+    names = feature_names(20)
+    blocks = feature_blocks(20, "species")
+    assert set(blocks) == {"full", "row0", "center_o"}
+    np.testing.assert_array_equal(blocks["full"], np.arange(210))
+    assert list(names[blocks["row0"]]) == [f"M_0_{j}" for j in range(1, 20)]
+    slots = [0] + list(range(1, 13))  # the centre and the 12 O slots
+    assert list(names[blocks["center_o"]]) == [f"M_{i}_{j}" for i in slots for j in slots if i <= j]
+    assert set(feature_blocks(20, "distance")) == {"full", "row0"}
+    ge_first = feature_blocks(6, "species", [("Ge", 3), ("O", 2)])
+    assert list(feature_names(6)[ge_first["center_o"]]) == ["M_0_0", "M_0_4", "M_0_5", "M_4_4", "M_4_5", "M_5_5"]
+    assert "center_o" not in feature_blocks(5, "species", {"Ge": 4})
+
+
+# --- the distance ordering is unchanged ------------------------------------------------------------------
+
+
+def test_distance_ordering_is_the_default_and_matches_brute_force():
+    structures = [random_network(4, density=3.6, seed=seed) for seed in range(2)]
+    for atoms in structures:
+        default = local_coulomb_matrix(atoms)
+        np.testing.assert_array_equal(local_coulomb_matrix(atoms, ordering="distance", species_counts=None), default)
+        np.testing.assert_array_equal(_check_against_brute_force(atoms), default)
+    np.testing.assert_array_equal(local_coulomb_matrices(structures, ordering="distance"),
+                                  local_coulomb_matrices(structures))
+
+
+# --- errors of the new arguments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ordering": "Species"}, "`ordering` must be one of"),
+    ({"ordering": None}, "`ordering`"),
+    ({"species_counts": [("O", 19)]}, "`species_counts` applies to the species ordering only"),
+    ({"ordering": "species", "species_counts": [("O", 12), ("Ge", 6)]}, "`species_counts` counts sum to 18"),
+    ({"ordering": "species", "species_counts": [("Oxygen", 12), ("Ge", 7)]}, "`species_counts` has 'Oxygen'"),
+    ({"ordering": "species", "species_counts": [("O", 12), ("O", 7)]}, "`species_counts` names 'O' twice"),
+    ({"ordering": "species", "species_counts": [("O", 19), ("Ge", 0)]}, "`species_counts` count of 'Ge'"),
+    ({"ordering": "species", "species_counts": [("O", 12.0), ("Ge", 7)]}, "`species_counts` count of 'O'"),
+    ({"ordering": "species", "species_counts": [("O", True), ("Ge", 18)]}, "`species_counts` count of 'O'"),
+    ({"ordering": "species", "species_counts": [("O", 12, 1), ("Ge", 7)]}, "`species_counts` must hold"),
+    ({"ordering": "species", "species_counts": "O12Ge7"}, "`species_counts` must be a sequence"),
+    ({"ordering": "species", "species_counts": 19}, "`species_counts` must be a sequence"),
+    ({"ordering": "species", "species_counts": []}, "`species_counts` is empty"),
+])
+def test_bad_ordering_arguments_name_the_argument(kwargs, message):
+    rutile = _rutile()
+    with pytest.raises(ValueError, match=message):
+        local_coulomb_matrix(rutile, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        local_coulomb_matrices([rutile], **kwargs)
+    with pytest.raises(ValueError, match=message):
+        neighbour_shells(rutile, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        LocalCoulombMatrix(**kwargs).fit([rutile])
+    with pytest.raises(ValueError, match=message):
+        feature_blocks(20, kwargs.get("ordering", "distance"), kwargs.get("species_counts"))
+    with pytest.raises(ValueError, match=message):
+        slot_atomic_numbers(20, ordering=kwargs.get("ordering", "distance"),
+                            species_counts=kwargs.get("species_counts"))
+
+
+def test_periodic_structure_without_a_slot_species_is_refused():
+    germanium = Atoms("Ge2", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.diag([3.0, 3.0, 3.0]), pbc=True)
+    with pytest.raises(ValueError, match="no O atom.*`species_counts` asks for 12 O"):
+        local_coulomb_matrix(germanium, ordering="species")
+    with pytest.raises(ValueError, match="structure 1 of `X` has no O atom"):
+        LocalCoulombMatrix(ordering="species").fit_transform([_rutile(), germanium])
+    # the distance ordering needs no O
+    assert local_coulomb_matrix(germanium).shape == (2, 210)
+
+
+def test_transformer_with_species_ordering():
+    structures = [_rattled(_rutile(), seed=3), _quartz(), _triclinic()]
+    transformer = LocalCoulombMatrix(n_atoms=10, ordering="species", species_counts=(("O", 6), ("Ge", 3)))
+    twin = clone(transformer)
+    assert twin.get_params() == {"n_atoms": 10, "species": "Ge", "verbose": False, "ordering": "species",
+                                 "species_counts": (("O", 6), ("Ge", 3))}
+    features = twin.fit(structures).transform(structures)
+    np.testing.assert_array_equal(features, local_coulomb_matrices(structures, n_atoms=10, ordering="species"))
+    assert features.shape == (8, 55) and twin.n_features_out_ == 55
+    assert list(twin.get_feature_names_out()) == list(feature_names(10))
+    twin.set_params(ordering="distance")
+    with pytest.raises(ValueError, match="`species_counts` applies to the species ordering only"):
+        twin.fit(structures)
+    twin.set_params(species_counts=None)
+    np.testing.assert_array_equal(twin.fit_transform(structures), local_coulomb_matrices(structures, n_atoms=10))
