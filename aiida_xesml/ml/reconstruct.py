@@ -1,49 +1,98 @@
 """From a (pseudo-)local Coulomb matrix back to distances, species and coordination (SCIENCE.md §4, §6).
 
 Row 0 of a local Coulomb matrix holds ``M_0j = Z_0 Z_j / r_0j`` and the diagonal ``M_jj = 0.5 Z_j**2.4``,
-so each neighbour's species and its distance (Å) from the centre can be read back:
-``Z_j = (2 M_jj)**(1/2.4)``, rounded to the nearest allowed element, and ``r_0j = Z_0 Z_j / M_0j``.
-A pseudo-matrix reconstructed from ECA scores is not an exact Coulomb matrix: its diagonal is
-rounded to the nearest element present in the training data, and entries that are not positive
-(padding, or a reconstruction that undershoots) mean "no atom": distance ``inf``, Z 0.
+so each neighbour's distance (Å) from the centre can be read back as ``r_0j = Z_0 Z_j / M_0j``.
+
+- With the species-resolved ordering (``slot_z`` given: every slot has a known atomic number), the
+  slot's Z is known and ``r_0j`` is exact for a true matrix and continuous for an average or an
+  ECA reconstruction ("the mean distance of the 5th-nearest O").
+- With the published distance ordering (``slot_z`` None), a slot's species varies between sites and
+  is guessed from the diagonal, rounded to the nearest allowed element. That is exact for one true
+  matrix, but an average over a mixed ensemble cannot be read this way: a slot reads as O only when
+  most of the averaged sites have an O there (see docs/topics/descriptor.md).
+
+Entries that are not positive (padding, or a reconstruction that undershoots) mean "no atom":
+distance ``inf``, Z 0.
+
+**Coordination number, one definition everywhere** (truth and reconstruction alike): a smooth sum
+over the O neighbours ``CN = Σ_j s(r_0j)`` with the cosine switch ``s(r) = 1`` for
+``r <= cutoff - width``, ``0`` for ``r >= cutoff + width``, and ``(1 + cos(π (r - cutoff + width) / (2 width))) / 2``
+between (defaults cutoff 2.3 Å, width 0.1 Å: every O closer than 2.2 Å counts fully, so crystals
+give integer CNs, and an O at 2.3 Å counts 1/2). The integer count (O strictly closer than the
+cutoff) is reported beside it. The first-shell distance is the switch-weighted mean Ge–O distance
+``Σ s(r_j) r_j / Σ s(r_j)``. A true ensemble value is the mean of the same per-site function.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from scipy.special import expit
 
 from .progress import show_progress
 from .validation import as_finite_array, check_matching_rows, check_positive
 
 __all__ = [
     "DEFAULT_SPECIES",
+    "CN_CUTOFF",
+    "CN_WIDTH",
+    "switching",
     "distances_from_coulomb",
     "coordination_number",
     "fractional_coordination",
+    "first_shell_distance",
     "analyze_coulomb",
+    "site_structure",
     "ENSEMBLE_MOMENT_ORDERS",
     "inverse_weights",
     "reconstruct_targets",
+    "RECONSTRUCTION_METHODS",
+    "STRUCTURE_KEYS",
+    "reconstruct_ensemble",
     "true_ensemble_means",
 ]
 
 #: Atomic numbers the diagonal is rounded to by default: the elements of GeO2 (O, Ge).
 DEFAULT_SPECIES = (8, 32)
+#: Ge–O bond cutoff (Å) of the coordination number and its switching half-width (Å).
+CN_CUTOFF = 2.3
+CN_WIDTH = 0.1
 _DIAGONAL_EXPONENT = 2.4
 
 
-def distances_from_coulomb(features, n_atoms: int, z_center: float = 32, species=DEFAULT_SPECIES):
+def _row0_columns(n_atoms: int):
+    """Columns of the diagonal M_jj and of row 0 M_0j, j = 1..N-1, in the row-major upper triangle."""
+    j = np.arange(1, n_atoms)
+    # row i starts at i*N - i*(i-1)/2 and begins with M_ii
+    return j * n_atoms - j * (j - 1) // 2, j
+
+
+def _slot_z(slot_z, n_atoms):
+    """The neighbours' atomic numbers (n_atoms - 1,) from ``slot_z`` given with or without the centre."""
+    z = np.asarray(as_finite_array(slot_z, "slot_z", ndim=1), dtype=int)
+    if len(z) == n_atoms:
+        z = z[1:]
+    if len(z) != n_atoms - 1 or np.any(z <= 0):
+        raise ValueError(f"`slot_z` must hold the positive atomic number of each of the {n_atoms} slots (or of the "
+                         f"{n_atoms - 1} neighbour slots); got {len(z)} values")
+    return z
+
+
+def distances_from_coulomb(features, n_atoms: int, z_center: float = 32, species=DEFAULT_SPECIES, slot_z=None):
     """Distances (Å) from the centre and atomic numbers of the neighbours, from Coulomb-matrix features.
 
     :param features: (n, n_atoms*(n_atoms+1)//2) features (upper triangle incl. diagonal,
         row-major, as :func:`aiida_xesml.ml.descriptors.local_coulomb_matrix` makes), or one 1-D sample.
     :param n_atoms: matrix size N, the centre included.
     :param z_center: atomic number of the centre, Z_0 (default 32, Ge).
-    :param species: atomic numbers a diagonal entry is rounded to (nearest in Z; default (8, 32)).
-    :returns: ``(distances, Z)``, both (n, n_atoms - 1): r_0j in Å (``inf`` where M_jj <= 0 or
-        M_0j <= 0) and the rounded atomic numbers (int, 0 at those entries). A 1-D input still gives
-        2-D outputs with one row.
+    :param species: atomic numbers a diagonal entry is rounded to when ``slot_z`` is None (nearest in Z;
+        default (8, 32)).
+    :param slot_z: the atomic number of every slot when the ordering fixes them (species-resolved
+        ordering; :func:`aiida_xesml.ml.descriptors.slot_atomic_numbers`), with or without the centre's;
+        the diagonal is then not read. None: the distance ordering, species read from the diagonal.
+    :returns: ``(distances, Z)``, both (n, n_atoms - 1): r_0j in Å (``inf`` where M_0j <= 0, or M_jj <= 0
+        when species are read from the diagonal) and the atomic numbers (int, 0 at those entries). A 1-D
+        input still gives 2-D outputs with one row.
     """
     features = as_finite_array(features, "features", ndim=(1, 2))
     features = np.atleast_2d(features)
@@ -53,24 +102,36 @@ def distances_from_coulomb(features, n_atoms: int, z_center: float = 32, species
         raise ValueError(f"`features` must have n_atoms*(n_atoms+1)/2 = {expected} columns for "
                          f"`n_atoms` = {n_atoms}; got {features.shape[1]}")
     z_center = check_positive(z_center, "z_center")
-    allowed = as_finite_array(species, "species", ndim=1)
-    if np.any(allowed <= 0):
-        raise ValueError(f"`species` must hold positive atomic numbers; got {list(species)}")
-
-    j = np.arange(1, n_atoms)
-    # In the row-major upper triangle, row i starts at i*N - i*(i-1)/2 and begins with M_ii.
-    diagonal = features[:, j * n_atoms - j * (j - 1) // 2]
-    row0 = features[:, j]
-    present = (diagonal > 0) & (row0 > 0)
-    raw_z = (2.0 * np.clip(diagonal, 0.0, None)) ** (1.0 / _DIAGONAL_EXPONENT)
-    z = allowed[np.argmin(np.abs(raw_z[..., None] - allowed), axis=-1)]
+    diagonal_columns, row0_columns = _row0_columns(n_atoms)
+    row0 = features[:, row0_columns]
+    if slot_z is not None:
+        z = np.broadcast_to(_slot_z(slot_z, n_atoms), row0.shape)
+        present = row0 > 0
+    else:
+        allowed = as_finite_array(species, "species", ndim=1)
+        if np.any(allowed <= 0):
+            raise ValueError(f"`species` must hold positive atomic numbers; got {list(species)}")
+        diagonal = features[:, diagonal_columns]
+        present = (diagonal > 0) & (row0 > 0)
+        raw_z = (2.0 * np.clip(diagonal, 0.0, None)) ** (1.0 / _DIAGONAL_EXPONENT)
+        z = allowed[np.argmin(np.abs(raw_z[..., None] - allowed), axis=-1)]
     with np.errstate(divide="ignore"):
         distances = np.where(present, z_center * z / np.where(present, row0, 1.0), np.inf)
     return distances, np.where(present, z, 0).astype(int)
 
 
-def coordination_number(distances, Z, cutoff: float = 2.3, neighbour_z: int = 8) -> np.ndarray:
-    """Count of neighbours with atomic number ``neighbour_z`` closer than ``cutoff`` Å, per row.
+def switching(distances, cutoff: float = CN_CUTOFF, width: float = CN_WIDTH) -> np.ndarray:
+    """The coordination switch s(r): 1 below ``cutoff - width`` Å, 0 above ``cutoff + width`` Å, a
+    cosine in between (s(cutoff) = 1/2); ``inf`` gives 0."""
+    r = np.asarray(distances, dtype=float)
+    cutoff = check_positive(cutoff, "cutoff")
+    width = check_positive(width, "width")
+    x = np.clip((r - (cutoff - width)) / (2.0 * width), 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))
+
+
+def coordination_number(distances, Z, cutoff: float = CN_CUTOFF, neighbour_z: int = 8) -> np.ndarray:
+    """Integer count of neighbours with atomic number ``neighbour_z`` closer than ``cutoff`` Å, per row.
 
     :param distances: (n, k) distances in Å (``inf`` allowed for absent atoms), or 1-D for one row.
     :param Z: atomic numbers, same shape.
@@ -81,57 +142,83 @@ def coordination_number(distances, Z, cutoff: float = 2.3, neighbour_z: int = 8)
     return np.count_nonzero((Z == neighbour_z) & (distances < cutoff), axis=1)
 
 
-def fractional_coordination(distances, Z, cutoff: float = 2.3, width: float = 0.1, neighbour_z: int = 8) -> np.ndarray:
-    """Smooth coordination number: sum over ``neighbour_z`` neighbours of 1 / (1 + exp((r - cutoff)/width)).
+def fractional_coordination(distances, Z, cutoff: float = CN_CUTOFF, width: float = CN_WIDTH,
+                            neighbour_z: int = 8) -> np.ndarray:
+    """The smooth coordination number ``Σ_j s(r_j)`` over the ``neighbour_z`` neighbours (module docstring).
 
-    A Fermi switching function instead of a hard step, so that the coordination read off a
-    reconstructed (ensemble-mean) pseudo-matrix varies continuously with the distances instead of
-    being forced to an integer. A neighbour at r = cutoff counts 1/2; at cutoff ∓ 4.6 width it
-    counts 0.99 / 0.01.
+    The CN of the plugin: the same function gives the true per-site value, the true ensemble mean
+    (averaged over sites) and the reconstructed one.
 
     :param distances: (n, k) distances in Å (``inf`` counts 0), or 1-D for one row.
     :param Z: atomic numbers, same shape.
-    :param cutoff: switching distance in Å (default 2.3).
-    :param width: switching width in Å (default 0.1).
+    :param cutoff: switching midpoint in Å (default 2.3).
+    :param width: switching half-width in Å (default 0.1).
     :returns: (n,) float.
     """
     distances, Z = _check_distances_and_z(distances, Z)
-    cutoff = check_positive(cutoff, "cutoff")
-    width = check_positive(width, "width")
-    weights = expit((cutoff - distances) / width)  # = 1/(1+exp((r-cutoff)/width)); inf -> 0
+    weights = switching(distances, cutoff, width)
     return np.sum(np.where(Z == neighbour_z, weights, 0.0), axis=1)
 
 
+def first_shell_distance(distances, Z, cutoff: float = CN_CUTOFF, width: float = CN_WIDTH,
+                         neighbour_z: int = 8) -> np.ndarray:
+    """Switch-weighted mean distance (Å) of the ``neighbour_z`` neighbours, per row; NaN without any."""
+    distances, Z = _check_distances_and_z(distances, Z)
+    weights = np.where(Z == neighbour_z, switching(distances, cutoff, width), 0.0)
+    total = weights.sum(axis=1)
+    weighted = np.sum(weights * np.where(weights > 0, distances, 0.0), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, weighted / np.where(total > 0, total, 1.0), np.nan)
+
+
+def _monotonic_per_block(distances, z):
+    """Distances made non-decreasing along the slots of each species block (slot_z given) or all slots."""
+    result = distances.copy()
+    blocks = np.flatnonzero(np.diff(z[0]) != 0) + 1 if z.shape[1] else []
+    for block in np.split(np.arange(z.shape[1]), blocks):
+        result[:, block] = np.maximum.accumulate(distances[:, block], axis=1)
+    return result
+
+
 def analyze_coulomb(features, n_atoms: int, z_center: float = 32, species=DEFAULT_SPECIES,
-                    cutoff: float = 2.3, width: float = 0.1, neighbour_z: int = 8, monotonic: bool = True) -> dict:
+                    cutoff: float = CN_CUTOFF, width: float = CN_WIDTH, neighbour_z: int = 8, monotonic: bool = True,
+                    slot_z=None) -> dict:
     """Distances, species and coordination read from (pseudo-)Coulomb-matrix features.
 
-    With ``monotonic`` (default) the distances are made non-decreasing along the slots, as the
-    descriptor orders neighbours by distance. A pseudo-matrix (an ensemble mean, or an ECA
-    reconstruction) mixes species in the outer slots; such a slot reads back as a spuriously short
-    distance of the rounded species, and would count as a neighbour inside ``cutoff``.
+    With ``monotonic`` (default) the distances are made non-decreasing along the slots (within each
+    species block when ``slot_z`` is given), as the descriptor orders neighbours by distance. Without
+    ``slot_z``, a pseudo-matrix (an ensemble mean, or an ECA reconstruction) mixes species in the outer
+    slots; such a slot reads back as a spuriously short distance of the rounded species.
 
+    :param slot_z: atomic numbers of the slots for the species-resolved ordering (see
+        :func:`distances_from_coulomb`); None for the distance ordering.
     :returns: dict of arrays, one row per sample: ``distances_angstrom`` (n, n_atoms-1),
-        ``species`` (n, n_atoms-1) atomic numbers, ``cn`` (n,) int, ``cn_fractional`` (n,) float
-        (Fermi switching, see :func:`fractional_coordination`), ``first_shell_mean_angstrom`` (n,)
-        mean distance of the ``neighbour_z`` atoms closer than ``cutoff`` Å (NaN when there is none).
+        ``species`` (n, n_atoms-1) atomic numbers, ``cn`` (n,) int count within ``cutoff``,
+        ``cn_fractional`` (n,) the smooth CN (:func:`fractional_coordination`, the plugin's CN),
+        ``first_shell_mean_angstrom`` (n,) (:func:`first_shell_distance`, NaN without neighbours).
     """
-    distances, z = distances_from_coulomb(features, n_atoms, z_center=z_center, species=species)
+    distances, z = distances_from_coulomb(features, n_atoms, z_center=z_center, species=species, slot_z=slot_z)
     if monotonic:
-        distances = np.maximum.accumulate(distances, axis=1)
-    cn = coordination_number(distances, z, cutoff=cutoff, neighbour_z=neighbour_z)
-    in_shell = (z == neighbour_z) & (distances < cutoff)
-    total = np.sum(np.where(in_shell, distances, 0.0), axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        first_shell = np.where(cn > 0, total / np.maximum(cn, 1), np.nan)
+        distances = _monotonic_per_block(distances, z) if slot_z is not None else np.maximum.accumulate(distances, axis=1)
     return {
         "distances_angstrom": distances,
         "species": z,
-        "cn": cn,
-        "cn_fractional": fractional_coordination(distances, z, cutoff=cutoff, width=width,
-                                                 neighbour_z=neighbour_z),
-        "first_shell_mean_angstrom": first_shell,
+        "cn": coordination_number(distances, z, cutoff=cutoff, neighbour_z=neighbour_z),
+        "cn_fractional": fractional_coordination(distances, z, cutoff=cutoff, width=width, neighbour_z=neighbour_z),
+        "first_shell_mean_angstrom": first_shell_distance(distances, z, cutoff=cutoff, width=width,
+                                                          neighbour_z=neighbour_z),
     }
+
+
+def site_structure(descriptors, n_atoms: int, slot_z=None, **options) -> dict:
+    """Per-site true structure from true local Coulomb matrices: what ensemble means average.
+
+    :param descriptors: (n, N(N+1)/2) true descriptors (exact matrices: no monotonic correction).
+    :param slot_z: slot atomic numbers for the species-resolved ordering, None for the distance ordering.
+    :param options: z_center, species, cutoff (Å), width (Å), neighbour_z of :func:`analyze_coulomb`.
+    :returns: the dict of :func:`analyze_coulomb`, one row per site.
+    """
+    return analyze_coulomb(descriptors, n_atoms, monotonic=False, slot_z=slot_z, **options)
 
 
 def _check_n_atoms(n_atoms) -> int:
@@ -181,7 +268,7 @@ def inverse_weights(target_names, r2, orders=ENSEMBLE_MOMENT_ORDERS) -> np.ndarr
 
 
 def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=None, verbose: bool = False,
-                        **analysis_options) -> dict:
+                        feature_columns=None, fill=None, **analysis_options) -> dict:
     """Structure read off the moments ``Y`` through a fitted ECA (SCIENCE.md §6).
 
     For each target row: ECA scores ``t`` that the emulator maps closest to it (``eca.inverse``),
@@ -194,35 +281,136 @@ def reconstruct_targets(eca, Y, n_atoms: int, n_starts: int = 4, target_weights=
     :param target_weights: per-target weights of the inverse (see :meth:`ECA.inverse`), e.g. the
         emulator's held-out R² clipped to [0, 1]; None weighs all targets equally.
     :param verbose: show the inverse's progress bar (starts done) on stderr, as ``ECA(verbose=True)`` does.
-    :param analysis_options: passed to :func:`analyze_coulomb` (z_center, species, cutoff Å, width Å).
-    :returns: dict of arrays, one row per target: ``scores`` (n, k), ``pseudo_coulomb`` (n, d),
+    :param feature_columns: when the emulator reads only some descriptor columns (a feature set), their
+        indices into the full descriptor; the other columns of the pseudo-matrix are taken from ``fill``.
+    :param fill: (N(N+1)/2,) full-descriptor values for the columns the emulator does not read (e.g. the
+        training mean); required with ``feature_columns``.
+    :param analysis_options: passed to :func:`analyze_coulomb` (z_center, species, cutoff Å, width Å, slot_z).
+    :returns: dict of arrays, one row per target: ``scores`` (n, k), ``pseudo_coulomb`` (n, N(N+1)/2),
         ``predicted_moments`` (n, m) the emulator's moments of the reconstruction, ``inverse_loss``
         (n,), and the keys of :func:`analyze_coulomb`.
     """
     with show_progress(verbose):
         scores = eca.inverse(Y, n_starts=n_starts, target_weights=target_weights)
-    pseudo = eca.expand(scores)
+    expanded = eca.expand(scores)
+    pseudo = _full_descriptor(expanded, n_atoms, feature_columns, fill)
     result = {
         "scores": scores,
         "pseudo_coulomb": pseudo,
-        "predicted_moments": eca.emulator.predict(pseudo),
+        "predicted_moments": eca.emulator.predict(expanded),
         "inverse_loss": np.asarray(eca.inverse_loss_, dtype=float),
     }
     result.update(analyze_coulomb(pseudo, n_atoms, **analysis_options))
     return result
 
 
-def true_ensemble_means(descriptors, label, n_atoms: int, **analysis_options) -> dict:
+def _full_descriptor(features, n_atoms, feature_columns, fill):
+    """Emulator-input rows placed into full descriptors (other columns from ``fill``)."""
+    if feature_columns is None:
+        return features
+    columns = np.asarray(feature_columns, dtype=int)
+    fill = as_finite_array(fill, "fill", ndim=1)
+    if len(fill) != n_atoms * (n_atoms + 1) // 2 or features.shape[1] != len(columns):
+        raise ValueError(f"`fill` must hold the {n_atoms * (n_atoms + 1) // 2} descriptor columns and `feature_columns` "
+                         f"one index per emulator input ({features.shape[1]}); got {len(fill)} and {len(columns)}")
+    full = np.tile(fill, (len(features), 1))
+    full[:, columns] = features
+    return full
+
+
+#: Reconstruction methods: the population (mixture) inverse, and the published single-point inverse.
+RECONSTRUCTION_METHODS = ("population", "single_point")
+#: Structure quantities a reconstruction reports (the keys of :func:`analyze_coulomb` it averages).
+STRUCTURE_KEYS = ("cn_fractional", "cn", "first_shell_mean_angstrom", "distances_angstrom")
+
+
+def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, structure=None, ecas=None,
+                         n_atoms: int | None = None, target_weights=None, residual_variance=None, prior: float = 1e-3,
+                         n_starts: int = 4, feature_columns=None, fill=None, analysis_options=None,
+                         verbose: bool = False) -> dict:
+    """Structure from target moments ``Y`` with every emulator of an ensemble: value ± spread.
+
+    :param members: fitted emulators (the ensemble; one member gives a zero spread).
+    :param Y: (n, m) target moments (emulator output units): ensemble-mean or measured spectra.
+    :param method: 'population' (default; :class:`~aiida_xesml.ml.mixture.PopulationInverse`: weights
+        over the training sites ``X`` whose mixture moments match Y, structure = the weighted mean of
+        their true ``structure``) or 'single_point' (the published inverse: one point in ECA score space
+        per target through ``ecas[i]``, expanded into a pseudo-Coulomb matrix and read with
+        :func:`analyze_coulomb`).
+    :param X: (n_train, d) training descriptors in the emulators' input units ('population').
+    :param structure: per-site true structure of the training rows ('population'), a dict with the
+        :data:`STRUCTURE_KEYS` (e.g. from :func:`site_structure`).
+    :param ecas: one fitted ECA per member ('single_point').
+    :param n_atoms: descriptor size N ('single_point').
+    :param target_weights: (m,) per-target weights of the mismatch (e.g. held-out R² clipped to [0, 1]).
+    :param residual_variance: (W,) eV², see :mod:`aiida_xesml.ml.mixture` ('population').
+    :param prior: ridge prior of the population tilt.
+    :param feature_columns, fill: see :func:`reconstruct_targets` ('single_point').
+    :param analysis_options: passed to :func:`analyze_coulomb` ('single_point'), e.g. slot_z, cutoff, width.
+    :returns: ``value`` and ``spread`` (dicts over :data:`STRUCTURE_KEYS`: the members' mean and standard
+        deviation, ddof 1), ``members`` (the same keys, (n_members, n, ...)), ``fitted_moments``
+        (n_members, n, m), ``inverse_loss`` (n_members, n), and per method ``effective_sites``
+        (n_members, n, population) or ``scores`` (n_members, n, k, single point).
+    """
+    from .mixture import PopulationInverse  # here: mixture builds on this module's readout
+
+    members = list(members)
+    if not members:
+        raise ValueError("`members` is empty; give at least one fitted emulator")
+    if method not in RECONSTRUCTION_METHODS:
+        raise ValueError(f"`method` must be one of {', '.join(RECONSTRUCTION_METHODS)}; got {method!r}")
+    Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
+    per_member, fitted, losses, extra = [], [], [], []
+    if method == "population":
+        if X is None or structure is None:
+            raise ValueError("method 'population' needs the training descriptors `X` and their true `structure`")
+        missing = [key for key in STRUCTURE_KEYS if key not in structure]
+        if missing:
+            raise ValueError(f"`structure` lacks {missing}; give the keys of site_structure()")
+        table = {key: np.asarray(structure[key], dtype=float) for key in STRUCTURE_KEYS}
+        for emulator in members:
+            inverse = PopulationInverse(emulator, prior=prior, residual_variance=residual_variance).fit(X, table)
+            result = inverse.reconstruct(Y, target_weights)
+            per_member.append({key: result[key] for key in STRUCTURE_KEYS})
+            fitted.append(result["fitted_moments"])
+            losses.append(result["inverse_loss"])
+            extra.append(result["effective_sites"])
+        extra_key = "effective_sites"
+    else:
+        if ecas is None or len(ecas) != len(members) or n_atoms is None:
+            raise ValueError("method 'single_point' needs one fitted ECA per member in `ecas` and `n_atoms`")
+        with show_progress(verbose):
+            for eca in ecas:
+                result = reconstruct_targets(eca, Y, n_atoms, n_starts=n_starts, target_weights=target_weights,
+                                             feature_columns=feature_columns, fill=fill, **(analysis_options or {}))
+                per_member.append({key: np.asarray(result[key], dtype=float) for key in STRUCTURE_KEYS})
+                fitted.append(result["predicted_moments"])
+                losses.append(result["inverse_loss"])
+                extra.append(result["scores"])
+        extra_key = "scores"
+    stacked = {key: np.stack([values[key] for values in per_member]) for key in STRUCTURE_KEYS}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slots (no atom in any member)
+        value = {key: np.nanmean(values, axis=0) for key, values in stacked.items()}
+        spread = {key: (np.nanstd(values, axis=0, ddof=1) if len(members) > 1 else np.zeros_like(value[key]))
+                  for key, values in stacked.items()}
+    return {"value": value, "spread": spread, "members": stacked, "fitted_moments": np.stack(fitted),
+            "inverse_loss": np.stack(losses), extra_key: np.stack(extra)}
+
+
+def true_ensemble_means(descriptors, label, n_atoms: int, slot_z=None, **analysis_options) -> dict:
     """Per-label ensemble means of the structure read from the true descriptors, for comparison.
 
     :param descriptors: (n, d) true local Coulomb matrices.
     :param label: (n,) row labels (e.g. GPa).
+    :param slot_z: slot atomic numbers of the species-resolved ordering (None: distance ordering).
     :returns: ``label`` (k,) sorted unique labels; per label ``distances_angstrom`` (k, n_atoms-1)
-        mean distance of each neighbour slot; ``first_shell_mean_angstrom`` (k,) mean over sites of
-        each site's mean first-shell Ge–O distance; ``cn_mean`` and ``cn_fractional_mean`` (k,);
-        ``n_sites`` (k,).
+        mean distance of each neighbour slot (with the species ordering: the mean distance of the
+        j-th nearest O, then Ge); ``first_shell_mean_angstrom`` (k,) mean over sites of each site's
+        first-shell distance; ``cn_mean`` (k,) mean integer count and ``cn_fractional_mean`` (k,) mean
+        smooth CN (the plugin's CN); ``n_sites`` (k,).
     """
-    analysis = analyze_coulomb(descriptors, n_atoms, **analysis_options)
+    analysis = site_structure(descriptors, n_atoms, slot_z=slot_z, **analysis_options)
     label = np.asarray(label, dtype=float)
     check_matching_rows(np.atleast_2d(descriptors), "descriptors", label, "label")
     labels = np.unique(label)

@@ -12,6 +12,7 @@ from aiida_xesml.ml.reconstruct import (
     analyze_coulomb,
     coordination_number,
     distances_from_coulomb,
+    first_shell_distance,
     fractional_coordination,
 )
 from aiida_xesml.ml.structures import coordination_numbers, quartz_geo2, rattle_and_strain, rutile_geo2
@@ -62,12 +63,11 @@ def test_first_shell_and_fractional_cn_of_crystals():
     short, long = math.sqrt(2 * ((0.5 - u) * a) ** 2 + (c / 2) ** 2), math.sqrt(2) * u * a
     np.testing.assert_allclose(rutile["first_shell_mean_angstrom"], (4 * short + 2 * long) / 6, rtol=1e-12)
     assert rutile["cn"].tolist() == [6, 6]
-    second = a * math.sqrt((1 - u) ** 2 + u**2)  # 4 O at (u-1, u, 0) and equivalents, ~3.34 Å
-    fermi = [1 / (1 + math.exp((r - 2.3) / 0.1)) for r in (short, long, second)]
-    expected = 4 * fermi[0] + 2 * fermi[1] + 4 * fermi[2]  # no other O among the 19 neighbours
-    np.testing.assert_allclose(rutile["cn_fractional"], expected, rtol=1e-12)
+    # every first-shell O is closer than 2.2 Å and the next O (~3.34 Å) beyond 2.4 Å: the smooth CN is exact
+    np.testing.assert_array_equal(rutile["cn_fractional"], [6.0, 6.0])
     quartz = analyze_coulomb(local_coulomb_matrix(quartz_geo2()), N)
     assert quartz["cn"].tolist() == [4, 4, 4]
+    np.testing.assert_array_equal(quartz["cn_fractional"], [4.0, 4.0, 4.0])
     assert np.all(np.abs(quartz["first_shell_mean_angstrom"] - 1.739) < 0.01)
     assert quartz["species"].shape == quartz["distances_angstrom"].shape == (3, N - 1)
 
@@ -85,7 +85,7 @@ def test_padding_and_non_positive_entries_mean_no_atom():
     distances, z = distances_from_coulomb(pseudo, 5)
     assert np.isinf(distances[0, 0]) and z[0, 0] == 0 and z[0, 1] == 8
     assert coordination_number(distances, z).tolist() == [1]
-    assert fractional_coordination(distances, z)[0] == pytest.approx(1 / (1 + math.exp(-5.0)))
+    assert fractional_coordination(distances, z)[0] == 1.0  # the O at 1.8 Å counts fully
     summary = analyze_coulomb(np.zeros((2, 15)), 5)
     assert summary["cn"].tolist() == [0, 0] and np.all(np.isnan(summary["first_shell_mean_angstrom"]))
 
@@ -112,15 +112,20 @@ def test_species_rounding_and_z_center():
     assert z.tolist() == [[8, 26]]
 
 
-def test_fractional_coordination_is_a_fermi_sum():
-    distances = np.array([[2.3, 2.3 + 0.1 * math.log(3.0), 1.0, np.inf], [9.0, 9.0, 9.0, 9.0]])
-    z = np.array([[8, 8, 32, 8], [8, 8, 8, 8]])
-    np.testing.assert_allclose(fractional_coordination(distances, z), [0.5 + 0.25, 4 / (1 + math.exp(67))],
-                               rtol=1e-12)
+def test_fractional_coordination_is_a_cosine_switch_sum():
+    # s(2.3) = 1/2, s(2.35) = (1 + cos(3π/4))/2, s(2.15) = 1, s(2.45) = 0; Ge and absent atoms count 0
+    distances = np.array([[2.3, 2.35, 1.0, np.inf, 2.15], [2.45, 9.0, 9.0, 9.0, 9.0]])
+    z = np.array([[8, 8, 32, 8, 8], [8, 8, 8, 8, 8]])
+    np.testing.assert_allclose(fractional_coordination(distances, z),
+                               [0.5 + (1 + math.cos(0.75 * math.pi)) / 2 + 1.0, 0.0], rtol=1e-12)
+    # a Ge at 1.0 Å with cutoff 2.0 ± 0.2 counts 1; first-shell distances weight by the switch
     np.testing.assert_allclose(fractional_coordination(distances, z, cutoff=2.0, width=0.2, neighbour_z=32),
-                               [1 / (1 + math.exp(-5.0)), 0.0], atol=1e-15)
-    assert coordination_number(distances, z).tolist() == [0, 0]  # strictly closer than the cutoff
-    assert coordination_number(distances, z, cutoff=2.31).tolist() == [1, 0]
+                               [1.0, 0.0], atol=1e-15)
+    w = np.array([0.5, (1 + math.cos(0.75 * math.pi)) / 2, 1.0])
+    np.testing.assert_allclose(first_shell_distance(distances, z)[0], (w @ [2.3, 2.35, 2.15]) / w.sum(), rtol=1e-12)
+    assert np.isnan(first_shell_distance(distances, z)[1])
+    assert coordination_number(distances, z).tolist() == [1, 0]  # 2.15 Å; 2.3 Å is not strictly closer
+    assert coordination_number(distances, z, cutoff=2.31).tolist() == [2, 0]
     assert coordination_number(distances, z, cutoff=2.5, neighbour_z=32).tolist() == [1, 0]
 
 

@@ -1,0 +1,282 @@
+"""The population (mixture) inverse: an ensemble's structure from its mean spectrum (SCIENCE.md §6).
+
+A measured or ensemble-mean spectrum is the mean of its sites' spectra, so its windowed moments follow
+exactly from the site moments (with equal site weights ``w_i``, per window)::
+
+    M0 = Σ w_i M0_i
+    M1 = Σ w_i M0_i M1_i / M0
+    M2² = Σ w_i M0_i (M2_i² + (M1_i − M1)²) / M0
+    M3 = Σ w_i M0_i (M3_i M2_i³ + 3 M2_i² (M1_i − M1) + (M1_i − M1)³) / (M0 M2³)
+
+A single point in ECA score space cannot hold the spread of the M1_i that M2 and M3 of a mean
+spectrum contain. :class:`PopulationInverse` reconstructs a *population* instead: weights over the
+training sites. Matching the mixture moments means matching the weighted sums
+``S_q = Σ w_i a_q(i)`` of each site's raw-moment integrands (``a_0 = M0``, ``a_1 = M0 M1``,
+``a_2 = M0 (M2² + M1²)``, ``a_3 = M0 (M3 M2³ + 3 M1 M2² + M1³)`` per window), which are linear in w.
+The least-committal weights that match linear constraints (maximum entropy relative to the training
+population) have the exponential-family form
+
+    w_i ∝ exp(λ · ψ_i),   ψ_i = the standardized a_q(i) of the emulator's moments of site i,
+
+so λ (4 per window) is fitted to make the emulated mixture moments match the target moments, with
+a small ridge prior on λ for targets the population cannot reach exactly. The ensemble-mean structure
+is the weighted mean of the training sites' true structures (smooth CN, distances per slot,
+first-shell distance): the same quantities as the true ensemble means, by construction.
+Measured on mixtures of known composition (tests/ml/test_mixture.py, docs/topics/reconstruction.md):
+a Gaussian tilt in ECA score space cannot produce the bimodal populations that 4/6-fold mixtures
+are, and misses their CN by up to 1; the moment tilt recovers it to a few hundredths. The
+reconstructed population can still be described in ECA score space (:func:`score_distribution`).
+
+The emulator predicts each site's moments from its descriptor; the part of a site's M1 and M2 that
+the descriptor does not predict still widens a real mean spectrum. Its variance (the emulator's
+held-out residual variance of M1 and of M2 per window, ``residual_variance``) is added to the
+mixture's variance; for symmetric, independent residuals the third central moment is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from .validation import as_finite_array, check_integer, check_matching_rows
+
+__all__ = ["mixture_moments", "PopulationInverse", "score_distribution"]
+
+# Floors for predicted site moments that a regression can push to unphysical values.
+_M0_FLOOR = 1e-6
+_M2_FLOOR = 1e-3
+
+
+def _split_windows(moments, name):
+    moments = as_finite_array(moments, name, ndim=(1, 2))
+    moments = np.atleast_2d(moments)
+    if moments.shape[1] % 4:
+        raise ValueError(f"`{name}` must have 4 moments (M0..M3) per window; got {moments.shape[1]} columns")
+    return moments.reshape(len(moments), -1, 4)
+
+
+def _site_sums(site, center):
+    """Per site and window the raw-moment integrands a_q (n, W, 4) about ``center`` (W,) eV:
+    M0, M0 δ, M0 (M2² + δ²), M0 (M3 M2³ + 3 δ M2² + δ³) with δ = M1 − center."""
+    m0 = np.maximum(site[..., 0], _M0_FLOOR * np.maximum(np.abs(site[..., 0]).max(axis=0), 1e-300))
+    delta = site[..., 1] - center
+    m2 = np.maximum(site[..., 2], _M2_FLOOR)
+    m3 = site[..., 3]
+    return np.stack([m0, m0 * delta, m0 * (m2**2 + delta**2), m0 * (m3 * m2**3 + 3 * delta * m2**2 + delta**3)],
+                    axis=-1)
+
+
+def _moments_from_sums(S, center, extra_variance):
+    """Mixture moments (n, W, 4) from weighted sums S (n, W, 4), and their Jacobian d moments / d S (n, W, 4, 4)."""
+    s0, s1, s2, s3 = (S[..., q] for q in range(4))
+    m1 = s1 / s0
+    r2, r3 = s2 / s0, s3 / s0
+    var = r2 - m1**2 + extra_variance
+    var = np.maximum(var, 1e-12)
+    m2 = np.sqrt(var)
+    c3 = r3 - 3 * m1 * r2 + 2 * m1**3
+    m3 = c3 / var**1.5
+    moments = np.stack([s0, m1 + center, m2, m3], axis=-1)
+
+    zero = np.zeros_like(s0)
+    d_s0 = np.stack([np.ones_like(s0), zero, zero, zero], axis=-1)
+    d_m1 = np.stack([-s1 / s0**2, 1 / s0, zero, zero], axis=-1)
+    d_r2 = np.stack([-s2 / s0**2, zero, 1 / s0, zero], axis=-1)
+    d_r3 = np.stack([-s3 / s0**2, zero, zero, 1 / s0], axis=-1)
+    d_var = d_r2 - 2 * m1[..., None] * d_m1
+    d_m2 = d_var / (2 * m2[..., None])
+    d_c3 = d_r3 - 3 * (r2[..., None] * d_m1 + m1[..., None] * d_r2) + 6 * (m1**2)[..., None] * d_m1
+    d_m3 = d_c3 / var[..., None] ** 1.5 - 1.5 * (c3 / var**2.5)[..., None] * d_var
+    jacobian = np.stack([d_s0, d_m1, d_m2, d_m3], axis=-2)
+    return moments, jacobian
+
+
+def mixture_moments(site_moments, weights=None, residual_variance=None) -> np.ndarray:
+    """Windowed moments of the mean spectrum of a weighted population of sites.
+
+    :param site_moments: (n_sites, 4 W) moments of each site, per window [M0, M1 eV, M2 eV, M3].
+    :param weights: (n_sites,) or (n_mixtures, n_sites) non-negative weights (normalized here);
+        None means equal weights (the plain mean spectrum).
+    :param residual_variance: (W,) eV², variance added to each window's M2² for the spread of the
+        sites' M1 and M2 that ``site_moments`` do not hold (see the module docstring); default 0.
+    :returns: (n_mixtures, 4 W) mixture moments, or (4 W,) for 1-D ``weights``.
+    """
+    site = _split_windows(site_moments, "site_moments")
+    n, n_windows = site.shape[:2]
+    single = weights is not None and np.ndim(weights) == 1
+    w = np.full((1, n), 1.0 / n) if weights is None else np.atleast_2d(as_finite_array(weights, "weights"))
+    if w.shape[1] != n or np.any(w < 0) or np.any(w.sum(axis=1) <= 0):
+        raise ValueError(f"`weights` must be non-negative with {n} columns (one per site) and a positive sum per row; "
+                         f"got shape {w.shape}")
+    w = w / w.sum(axis=1, keepdims=True)
+    extra = _residual_variance(residual_variance, n_windows)
+    center = site[..., 1].mean(axis=0)
+    S = np.einsum("tn,nwq->twq", w, _site_sums(site, center))
+    moments = _moments_from_sums(S, center, extra)[0].reshape(len(w), -1)
+    return moments[0] if single else moments
+
+
+def _residual_variance(residual_variance, n_windows):
+    if residual_variance is None:
+        return np.zeros(n_windows)
+    extra = as_finite_array(residual_variance, "residual_variance", ndim=1)
+    if extra.shape != (n_windows,) or np.any(extra < 0):
+        raise ValueError(f"`residual_variance` must hold {n_windows} values >= 0 (eV², one per window); got {extra.tolist()}")
+    return extra
+
+
+class PopulationInverse:
+    """Weights over training sites whose emulated mixture moments match target moments.
+
+    :param emulator: a fitted :class:`~aiida_xesml.ml.emulator.MLPEmulator` (or a linear one); it
+        predicts each training site's moments.
+    :param prior: ridge penalty on the tilt parameters λ; keeps the population near the training one
+        when a target cannot be matched exactly (default 1e-3).
+    :param residual_variance: (W,) eV² added to each window's mixture variance (module docstring);
+        e.g. the emulator's held-out RMSE² of M1 plus that of M2, per window. Default 0.
+    :param n_starts: optimizer starts per target: λ = 0 and seeded random ones.
+    :param random_state: seed of the random starts.
+    :param max_iter: L-BFGS iterations per start.
+
+    Fitted attributes (``fit``): ``site_moments_`` (n, 4W) emulated site moments, ``features_`` (n, 4W)
+    the standardized integrands ψ, ``structure_`` (dict of per-site arrays), ``n_sites_``. After
+    ``reconstruct``: ``weights_`` (n_targets, n), ``loss_`` (n_targets,), ``effective_sites_``
+    (n_targets,) = 1 / Σ w² (how many sites the population effectively holds).
+    """
+
+    def __init__(self, emulator, prior: float = 1e-3, residual_variance=None, n_starts: int = 2,
+                 random_state: int | None = 0, max_iter: int = 500):
+        self.emulator = emulator
+        self.prior = prior
+        self.residual_variance = residual_variance
+        self.n_starts = n_starts
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+    def fit(self, X, structure: dict):
+        """Learn the training population: ``X`` (n, d) descriptors in the emulator's input units and
+        ``structure`` a dict of per-site arrays (n, ...) to average (e.g. CN, distances in Å). Returns self."""
+        try:
+            prior = float(self.prior)
+        except (TypeError, ValueError):
+            prior = -1.0
+        if not np.isfinite(prior) or prior < 0:
+            raise ValueError(f"`prior` must be a number >= 0; got {self.prior!r}")
+        check_integer(self.n_starts, "n_starts", minimum=1)
+        X = as_finite_array(X, "X", ndim=2)
+        if not isinstance(structure, dict) or not structure:
+            raise ValueError("`structure` must be a non-empty dict of per-site arrays (e.g. {'cn': ...})")
+        structure = {name: np.asarray(values, dtype=float) for name, values in structure.items()}
+        for name, values in structure.items():
+            check_matching_rows(X, "X", values, f"structure['{name}']")
+        self.site_moments_ = self.emulator.predict(X)
+        site = _split_windows(self.site_moments_, "site moments")
+        self._center = site[..., 1].mean(axis=0)
+        self._sums = _site_sums(site, self._center)
+        sums = self._sums.reshape(len(X), -1)
+        self.features_ = (sums - sums.mean(axis=0)) / np.where(sums.std(axis=0) > 0, sums.std(axis=0), 1.0)
+        self.structure_ = structure
+        self.n_sites_ = len(X)
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "features_"):
+            raise ValueError("this PopulationInverse is not fitted yet; call fit(X, structure) first")
+
+    def _loss(self, lam, target, root_w, scale, extra):
+        """Loss and gradient of the weighted, standardized moment mismatch plus the ridge prior."""
+        logits = self.features_ @ lam
+        w = np.exp(logits - logsumexp(logits))
+        S = np.einsum("n,nwq->wq", w, self._sums)[None]
+        moments, jac = _moments_from_sums(S, self._center, extra)
+        r = (moments.reshape(-1) - target) / scale * root_w
+        loss = float(r @ r) + self.prior * float(lam @ lam)
+        g_moments = (2 * r * root_w / scale).reshape(-1, 4)  # d loss / d moments, (W, 4)
+        g_sums = np.einsum("wm,wmq->wq", g_moments, jac[0])
+        g_w = np.einsum("wq,nwq->n", g_sums, self._sums)
+        g_lam = self.features_.T @ (w * (g_w - w @ g_w)) + 2 * self.prior * lam
+        return loss, g_lam
+
+    def weights(self, Y, target_weights=None) -> np.ndarray:
+        """(n_targets, n_sites) population weights (rows sum to 1) matching each target row of ``Y``.
+
+        The mismatch of target m is standardized by the emulator's output scale (the spread of the
+        training sites' moment m) and weighted by ``target_weights``.
+
+        :param Y: (n_targets, 4W) or (4W,) target moments in the emulator's output units.
+        :param target_weights: (4W,) >= 0 per-target weights of the mismatch (e.g. the emulator's held-out
+            R² clipped to [0, 1]); default all 1.
+        """
+        self._check_fitted()
+        Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
+        m = self.site_moments_.shape[1]
+        if Y.shape[1] != m:
+            raise ValueError(f"`Y` has {Y.shape[1]} targets; the emulator predicts {m}")
+        if target_weights is None:
+            root_w = np.ones(m)
+        else:
+            tw = as_finite_array(target_weights, "target_weights", ndim=1)
+            if tw.shape != (m,) or np.any(tw < 0) or not np.any(tw > 0):
+                raise ValueError(f"`target_weights` must hold {m} values >= 0, not all 0; got {tw.tolist()}")
+            root_w = np.sqrt(tw)
+        extra = _residual_variance(self.residual_variance, m // 4)
+        scale = self.emulator.y_scale_
+        rng = np.random.default_rng(self.random_state)
+        p = self.features_.shape[1]
+        weights, losses = [], []
+        for target in Y:
+            best = None
+            for start in range(int(self.n_starts)):
+                lam0 = np.zeros(p) if start == 0 else 0.3 * rng.standard_normal(p)
+                result = minimize(self._loss, lam0, args=(target, root_w, scale, extra), jac=True, method="L-BFGS-B",
+                                  options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
+                if best is None or result.fun < best.fun:
+                    best = result
+            logits = self.features_ @ best.x
+            weights.append(np.exp(logits - logsumexp(logits)))
+            losses.append(float(best.fun))
+        self.loss_ = np.array(losses)
+        return np.array(weights)
+
+    def reconstruct(self, Y, target_weights=None) -> dict:
+        """Ensemble-mean structure per target row: the population-weighted mean of every ``structure``
+        array (NaN entries are left out of that entry's mean), plus ``fitted_moments`` (n, 4W) the
+        emulated mixture moments, ``inverse_loss`` (n,) and ``effective_sites`` (n,) = 1 / Σ w²."""
+        w = self.weights(Y, target_weights)
+        self.weights_ = w
+        self.effective_sites_ = 1.0 / np.sum(w**2, axis=1)
+        result = {name: _weighted_nanmean(w, values) for name, values in self.structure_.items()}
+        result["fitted_moments"] = mixture_moments(self.site_moments_, w, self.residual_variance)
+        result["inverse_loss"] = self.loss_
+        result["effective_sites"] = self.effective_sites_
+        return result
+
+
+def score_distribution(eca, X, weights) -> dict:
+    """The reconstructed populations described in ECA score space.
+
+    :param eca: a fitted :class:`~aiida_xesml.ml.eca.ECA`.
+    :param X: (n, d) the descriptors the population weights refer to (emulator input units).
+    :param weights: (n_targets, n) population weights (rows sum to 1).
+    :returns: ``mean`` (n_targets, k) and ``covariance`` (n_targets, k, k) of the weighted scores.
+    """
+    scores = eca.transform(X)
+    w = np.atleast_2d(as_finite_array(weights, "weights"))
+    if w.shape[1] != len(scores):
+        raise ValueError(f"`weights` has {w.shape[1]} columns but `X` has {len(scores)} rows")
+    w = w / w.sum(axis=1, keepdims=True)
+    mean = w @ scores
+    centred = scores[None, :, :] - mean[:, None, :]
+    return {"mean": mean, "covariance": np.einsum("tn,tna,tnb->tab", w, centred, centred)}
+
+
+def _weighted_nanmean(w, values):
+    """(n_targets, ...) weighted means over sites of ``values`` (n_sites, ...), NaN entries skipped."""
+    flat = values.reshape(len(values), -1)
+    finite = np.isfinite(flat)
+    num = w @ np.where(finite, flat, 0.0)
+    den = w @ finite.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+    return mean.reshape((len(w),) + values.shape[1:])

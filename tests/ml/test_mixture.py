@@ -1,0 +1,146 @@
+"""The population (mixture) inverse: exact mixture moments, gradients, and structure read from mixtures."""
+
+import numpy as np
+import pytest
+
+from aiida_xesml.ml.eca import ECA
+from aiida_xesml.ml.emulator import MLPEmulator
+from aiida_xesml.ml.mixture import PopulationInverse, mixture_moments, score_distribution
+from aiida_xesml.ml.moments import spectral_moments
+
+GRID = np.arange(-30.0, 5.0001, 0.05)
+
+
+def _two_peak_spectra(n, seed=0):
+    """Site spectra with a skewed Kβ″-like and a Kβ2-like peak at random energies, heights and widths."""
+    rng = np.random.default_rng(seed)
+    spectra = np.zeros((n, len(GRID)))
+    for i in range(n):
+        for center, height, width in ((-18 + rng.normal(0, 1), 0.3 + 0.1 * rng.random(), 0.6 + 0.3 * rng.random()),
+                                      (-15 + rng.normal(0, 1), 0.05, 0.5),
+                                      (-5 + rng.normal(0, 1), 3.0 * (1 + 0.2 * rng.random()), 1.5)):
+            spectra[i] += height * np.exp(-0.5 * ((GRID - center) / width) ** 2) / (width * np.sqrt(2 * np.pi))
+    return spectra
+
+
+def test_mixture_moments_are_the_moments_of_the_mean_spectrum():
+    spectra = _two_peak_spectra(40)
+    site = spectral_moments(GRID, spectra)
+    weights = np.random.default_rng(1).random((3, 40))
+    weights[2, :30] = 0.0  # a mixture of 10 sites only
+    for row in weights:
+        mean_spectrum = (row / row.sum()) @ spectra
+        np.testing.assert_allclose(mixture_moments(site, row), spectral_moments(GRID, mean_spectrum[None])[0],
+                                   rtol=1e-10, atol=1e-12)
+    equal = spectral_moments(GRID, spectra.mean(axis=0)[None])[0]
+    np.testing.assert_allclose(mixture_moments(site)[0], equal, rtol=1e-10, atol=1e-12)
+    assert mixture_moments(site, weights).shape == (3, 8)
+
+
+def test_residual_variance_widens_m2_and_keeps_the_third_central_moment():
+    site = spectral_moments(GRID, _two_peak_spectra(20, seed=3))
+    plain = mixture_moments(site)[0]
+    wider = mixture_moments(site, residual_variance=[0.3, 0.5])[0]
+    np.testing.assert_allclose(wider[[0, 1, 4, 5]], plain[[0, 1, 4, 5]], rtol=1e-13)
+    np.testing.assert_allclose(wider[[2, 6]] ** 2, plain[[2, 6]] ** 2 + [0.3, 0.5], rtol=1e-12)
+    # M3 = c3 / M2^3 with c3 unchanged
+    np.testing.assert_allclose(wider[[3, 7]] * wider[[2, 6]] ** 3, plain[[3, 7]] * plain[[2, 6]] ** 3, rtol=1e-10)
+
+
+def test_bad_arguments_name_themselves():
+    site = spectral_moments(GRID, _two_peak_spectra(5))
+    with pytest.raises(ValueError, match="site_moments"):
+        mixture_moments(site[:, :6])
+    with pytest.raises(ValueError, match="weights"):
+        mixture_moments(site, np.ones(4))
+    with pytest.raises(ValueError, match="weights"):
+        mixture_moments(site, -np.ones(5))
+    with pytest.raises(ValueError, match="residual_variance"):
+        mixture_moments(site, residual_variance=[1.0])
+
+
+@pytest.fixture(scope="module")
+def toy_population():
+    """Sites described by 3 features; their 'spectra' (two Gaussians) depend on the first two only; the
+    structure of interest (a 'CN') is a smooth step in the first feature."""
+    rng = np.random.default_rng(0)
+    n = 600
+    X = rng.normal(size=(n, 3))
+    spectra = np.zeros((n, len(GRID)))
+    for i, (a, b, _) in enumerate(X):
+        for center, height, width in ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4)):
+            spectra[i] += height * np.exp(-0.5 * ((GRID - center) / width) ** 2) / (width * np.sqrt(2 * np.pi))
+    Y = spectral_moments(GRID, spectra)
+    cn = 4.0 + 2.0 / (1.0 + np.exp(-3.0 * X[:, 0]))
+    emulator = MLPEmulator((16, 16), alpha=1e-3, random_state=0).fit(X, Y)
+    eca = ECA(emulator, n_components=2, random_state=0).fit(X, Y)
+    return X, Y, spectra, cn, eca
+
+
+def test_loss_gradient_matches_finite_differences(toy_population):
+    X, Y, _, cn, eca = toy_population
+    inverse = PopulationInverse(eca.emulator, prior=1e-2, residual_variance=[0.01, 0.02]).fit(X, {"cn": cn})
+    extra = np.array([0.01, 0.02])
+    target, root_w, scale = Y[:50].mean(axis=0), np.sqrt(np.linspace(0.2, 1.0, 8)), eca.emulator.y_scale_
+    lam = np.random.default_rng(2).normal(0, 0.3, inverse.features_.shape[1])
+    _, gradient = inverse._loss(lam, target, root_w, scale, extra)
+    numeric = [(inverse._loss(lam + h, target, root_w, scale, extra)[0]
+                - inverse._loss(lam - h, target, root_w, scale, extra)[0]) / 2e-6
+               for h in 1e-6 * np.eye(len(lam))]
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_the_training_population_reads_back_as_itself(toy_population):
+    X, _, _, cn, eca = toy_population
+    inverse = PopulationInverse(eca.emulator).fit(X, {"cn": cn})
+    own = mixture_moments(inverse.site_moments_)  # the emulated moments of the whole population
+    result = inverse.reconstruct(own)
+    assert result["cn"][0] == pytest.approx(cn.mean(), abs=0.02)
+    assert result["effective_sites"][0] > 0.9 * len(X)
+
+
+def test_mixtures_of_known_composition_read_back_their_mean_structure(toy_population):
+    """Held-out sites (never seen by the emulator) mixed in known proportions: the reconstructed mean CN
+    rises with the true one and lies close to it; a single point in score space cannot do that."""
+    X, _, _, cn, eca = toy_population
+    rng = np.random.default_rng(7)
+    held_out = rng.normal(size=(400, 3))
+    spectra = np.zeros((400, len(GRID)))
+    for i, (a, b, _) in enumerate(held_out):
+        for center, height, width in ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4)):
+            spectra[i] += height * np.exp(-0.5 * ((GRID - center) / width) ** 2) / (width * np.sqrt(2 * np.pi))
+    true_cn = 4.0 + 2.0 / (1.0 + np.exp(-3.0 * held_out[:, 0]))
+    low, high = np.flatnonzero(held_out[:, 0] < -0.5), np.flatnonzero(held_out[:, 0] > 0.5)
+    targets, truth = [], []
+    for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+        n_high = int(round(fraction * 60))
+        rows = np.concatenate([rng.choice(low, 60 - n_high), rng.choice(high, n_high)])
+        targets.append(spectral_moments(GRID, spectra[rows].mean(axis=0)[None])[0])
+        truth.append(true_cn[rows].mean())
+    inverse = PopulationInverse(eca.emulator).fit(X, {"cn": cn})
+    result = inverse.reconstruct(np.array(targets))
+    assert np.all(np.diff(result["cn"]) > 0)
+    np.testing.assert_allclose(result["cn"], truth, atol=0.1)
+    assert np.all(np.abs(result["fitted_moments"][:, [1, 5]] - np.array(targets)[:, [1, 5]]) < 0.1)
+    # in ECA score space the population moves along the first component as the 6-fold share grows
+    scores = score_distribution(eca, X, inverse.weights_)
+    assert scores["mean"].shape == (5, 2) and scores["covariance"].shape == (5, 2, 2)
+    assert abs(np.corrcoef(scores["mean"][:, 0], truth)[0, 1]) > 0.95
+
+
+def test_bad_inputs_of_the_inverse(toy_population):
+    X, Y, _, cn, eca = toy_population
+    emulator = eca.emulator
+    with pytest.raises(ValueError, match="prior"):
+        PopulationInverse(emulator, prior=-1).fit(X, {"cn": cn})
+    with pytest.raises(ValueError, match="structure"):
+        PopulationInverse(emulator).fit(X, {})
+    with pytest.raises(ValueError, match="rows"):
+        PopulationInverse(emulator).fit(X, {"cn": cn[:-1]})
+    with pytest.raises(ValueError, match="not fitted"):
+        PopulationInverse(emulator).weights(Y[:1])
+    inverse = PopulationInverse(emulator).fit(X, {"cn": cn})
+    with pytest.raises(ValueError, match="targets"):
+        inverse.weights(Y[:1, :4])
+    with pytest.raises(ValueError, match="target_weights"):
+        inverse.weights(Y[:1], target_weights=np.zeros(8))
