@@ -588,11 +588,9 @@ class _Group:
         n_total = self.positions.shape[1]
         # non-periodic axes have infinite heights, hence reach 0
         reach = np.floor(np.max(cutoff[:, None] / self.heights[structure_of], axis=0) + 0.5).astype(np.int64)
-        axes = [np.arange(-r, r + 1) for r in reach]
-        shifts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-        chunk = max(1, _MAX_CANDIDATES // (n_total * len(shifts)))
+        chunk = max(1, _MAX_CANDIDATES // (n_total * int(np.prod(2 * reach + 1))))
         pieces = [self._candidates(structure_of[s:s + chunk], center_index[s:s + chunk], cutoff[s:s + chunk],
-                                   shifts, s) for s in range(0, len(center_index), chunk)]
+                                   reach, s) for s in range(0, len(center_index), chunk)]
         row, j, shift, vec, dist = (np.concatenate(p) for p in zip(*pieces)) if len(pieces) > 1 else pieces[0]
         if np.any(dist < OVERLAP_TOLERANCE):
             at = int(np.flatnonzero(dist < OVERLAP_TOLERANCE)[0])
@@ -634,28 +632,52 @@ class _Group:
         take = order[within]
         return row[take], kind[take], rank[within], j[take], shift[take], vec[take], dist[take]
 
-    def _candidates(self, structure_of, center_index, cutoff, shifts, row_start):
-        """Every (centre, atom, image) pair within the centre's cutoff except the centre itself."""
+    def _candidates(self, structure_of, center_index, cutoff, reach, row_start):
+        """Every (centre, atom, image) pair within the centre's cutoff except the centre itself.
+
+        Only images within ``reach`` shifts and within the cutoff of the centre's lattice planes are
+        formed: an image at fractional coordinate ``f_a`` along periodic axis a is at least
+        ``|f_a| * height_a`` from the centre, so each (centre, atom) pair gets a box of shifts, most
+        often a single one, instead of all ``prod(2 reach + 1)`` of them.
+        """
         lattice = self.lattice[structure_of]
         displacement = self.positions[structure_of] - self.positions[structure_of, center_index][:, None, :]
         # Wrap to the image with fractional displacement in [-0.5, 0.5) on each periodic axis (the
-        # dual's zero rows leave non-periodic axes alone), then add the enumerated shifts.
-        base = -np.floor(displacement @ self.dual[structure_of].transpose(0, 2, 1) + 0.5)
+        # dual's zero rows leave non-periodic axes alone), then add the shifts of each pair's box.
+        fractional = displacement @ self.dual[structure_of].transpose(0, 2, 1)
+        base = -np.floor(fractional + 0.5)
         displacement += base @ lattice
-        n_centers, n_total, n_shifts = len(center_index), displacement.shape[1], len(shifts)
-        if n_shifts == 1:
-            vec = displacement  # (c, n * m, 3) with m = 1
-        else:
-            images = displacement[:, :, None, :] + (shifts @ lattice)[:, None, :, :]
-            vec = images.reshape(n_centers, n_total * n_shifts, 3)
-        squared = np.einsum("cax,cax->ca", vec, vec)
-        keep = squared <= (cutoff * cutoff)[:, None]
-        zero_shift = np.flatnonzero(~shifts.any(axis=1))[0]
-        keep[np.arange(n_centers), center_index * n_shifts + zero_shift] = False  # the centre (base 0)
-        c, a = np.nonzero(keep)
-        n, m = np.divmod(a, n_shifts)
-        shift = base[c, n].astype(np.int64) + shifts[m]
-        return c + row_start, n, shift, vec[c, a], np.sqrt(squared[c, a])
+        if not reach.any():  # the wrapped images only: no box to form
+            squared = np.einsum("cax,cax->ca", displacement, displacement)
+            keep = squared <= (cutoff * cutoff)[:, None]
+            keep[np.arange(len(center_index)), center_index] = False  # the centre (base 0)
+            c, n = np.nonzero(keep)
+            return c + row_start, n, base[c, n].astype(np.int64), displacement[c, n], np.sqrt(squared[c, n])
+        fractional += base
+        # |f + s| * height <= cutoff, widened by a rounding slack (the exact test comes below);
+        # non-periodic axes have infinite heights, hence span 0 and f 0: shift 0 only
+        span = (cutoff * (1.0 + 1e-9) + 1e-9)[:, None, None] / self.heights[structure_of][:, None, :]
+        low = np.maximum(np.ceil(-span - fractional), -reach).astype(np.int64)  # (c, n, 3)
+        width = np.maximum(np.minimum(np.floor(span - fractional), reach).astype(np.int64) - low + 1, 0)
+        size = width.prod(axis=2)
+        c, n = np.nonzero(size)
+        size, low, width = size[c, n], low[c, n], width[c, n]
+        pair = np.repeat(np.arange(len(c)), size)
+        local = np.arange(len(pair)) - np.repeat(np.cumsum(size) - size, size)
+        relative = np.empty((len(pair), 3), dtype=np.int64)  # shifts of each box, axis 0 slowest
+        for axis in (2, 1, 0):
+            local, relative[:, axis] = np.divmod(local, width[pair, axis])
+        relative += low[pair]
+        c, n = c[pair], n[pair]
+        sides = 2 * reach + 1
+        shifts = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), axis=-1).reshape(-1, 3)
+        table = shifts @ self.lattice  # (B, shifts, 3) Å
+        shift_id = ((relative[:, 0] + reach[0]) * sides[1] + relative[:, 1] + reach[1]) * sides[2] + relative[:, 2] + reach[2]
+        vec = displacement[c, n] + table[structure_of[c], shift_id]
+        squared = np.einsum("kx,kx->k", vec, vec)
+        keep = (squared <= (cutoff * cutoff)[c]) & ((n != center_index[c]) | relative.any(axis=1))
+        c, n, relative, vec, squared = c[keep], n[keep], relative[keep], vec[keep], squared[keep]
+        return c + row_start, n, base[c, n].astype(np.int64) + relative, vec, np.sqrt(squared)
 
 
 def _sort_within_rows(row, values, n_rows):
