@@ -138,6 +138,10 @@ class PopulationInverse:
     :param n_starts: optimizer starts per target: λ = 0 and seeded random ones.
     :param random_state: seed of the random starts.
     :param max_iter: L-BFGS iterations per start.
+    :param transform: None (match the moments themselves) or a callable mapping moments (n, 4W) to
+        ``(targets (n, t), jacobian (n, t, 4W))``, e.g. targets a rigid energy shift and an intensity scale
+        cannot change; the targets given to :meth:`weights` are then in that space, and each is
+        standardized by its spread over the training sites.
 
     Fitted attributes (``fit``): ``site_moments_`` (n, 4W) emulated site moments, ``features_`` (n, 4W)
     the standardized integrands ψ, ``structure_`` (dict of per-site arrays), ``n_sites_``. After
@@ -146,8 +150,9 @@ class PopulationInverse:
     """
 
     def __init__(self, emulator, prior: float = 1e-3, residual_variance=None, n_starts: int = 2,
-                 random_state: int | None = 0, max_iter: int = 500):
+                 random_state: int | None = 0, max_iter: int = 500, transform=None):
         self.emulator = emulator
+        self.transform = transform
         self.prior = prior
         self.residual_variance = residual_variance
         self.n_starts = n_starts
@@ -176,6 +181,14 @@ class PopulationInverse:
         self._sums = _site_sums(site, self._center)
         sums = self._sums.reshape(len(X), -1)
         self.features_ = (sums - sums.mean(axis=0)) / np.where(sums.std(axis=0) > 0, sums.std(axis=0), 1.0)
+        if self.transform is None:
+            self.target_scale_ = np.asarray(self.emulator.y_scale_, dtype=float)
+        else:
+            if not callable(self.transform):
+                raise ValueError(f"`transform` must be None or a callable moments -> (targets, jacobian); got {self.transform!r}")
+            targets = np.asarray(self.transform(self.site_moments_)[0], dtype=float)
+            spread = targets.std(axis=0)
+            self.target_scale_ = np.where(spread > 0, spread, 1.0)
         self.structure_ = structure
         self.n_sites_ = len(X)
         return self
@@ -190,9 +203,13 @@ class PopulationInverse:
         w = np.exp(logits - logsumexp(logits))
         S = np.einsum("n,nwq->wq", w, self._sums)[None]
         moments, jac = _moments_from_sums(S, self._center, extra)
-        r = (moments.reshape(-1) - target) / scale * root_w
+        predicted = moments.reshape(1, -1)
+        if self.transform is not None:
+            predicted, d_transform = self.transform(predicted)
+        r = (np.asarray(predicted)[0] - target) / scale * root_w
         loss = float(r @ r) + self.prior * float(lam @ lam)
-        g_moments = (2 * r * root_w / scale).reshape(-1, 4)  # d loss / d moments, (W, 4)
+        g_predicted = 2 * r * root_w / scale
+        g_moments = (g_predicted if self.transform is None else g_predicted @ np.asarray(d_transform)[0]).reshape(-1, 4)
         g_sums = np.einsum("wm,wmq->wq", g_moments, jac[0])
         g_w = np.einsum("wq,nwq->n", g_sums, self._sums)
         g_lam = self.features_.T @ (w * (g_w - w @ g_w)) + 2 * self.prior * lam
@@ -210,9 +227,9 @@ class PopulationInverse:
         """
         self._check_fitted()
         Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
-        m = self.site_moments_.shape[1]
+        m = len(self.target_scale_)
         if Y.shape[1] != m:
-            raise ValueError(f"`Y` has {Y.shape[1]} targets; the emulator predicts {m}")
+            raise ValueError(f"`Y` has {Y.shape[1]} targets; {'the emulator predicts' if self.transform is None else 'the transform gives'} {m}")
         if target_weights is None:
             root_w = np.ones(m)
         else:
@@ -220,8 +237,8 @@ class PopulationInverse:
             if tw.shape != (m,) or np.any(tw < 0) or not np.any(tw > 0):
                 raise ValueError(f"`target_weights` must hold {m} values >= 0, not all 0; got {tw.tolist()}")
             root_w = np.sqrt(tw)
-        extra = _residual_variance(self.residual_variance, m // 4)
-        scale = self.emulator.y_scale_
+        extra = _residual_variance(self.residual_variance, self.site_moments_.shape[1] // 4)
+        scale = self.target_scale_
         rng = np.random.default_rng(self.random_state)
         p = self.features_.shape[1]
         weights, losses = [], []
@@ -248,6 +265,8 @@ class PopulationInverse:
         self.effective_sites_ = 1.0 / np.sum(w**2, axis=1)
         result = {name: _weighted_nanmean(w, values) for name, values in self.structure_.items()}
         result["fitted_moments"] = mixture_moments(self.site_moments_, w, self.residual_variance)
+        if self.transform is not None:
+            result["fitted_targets"] = np.asarray(self.transform(result["fitted_moments"])[0])
         result["inverse_loss"] = self.loss_
         result["effective_sites"] = self.effective_sites_
         return result

@@ -144,3 +144,32 @@ def test_bad_inputs_of_the_inverse(toy_population):
         inverse.weights(Y[:1, :4])
     with pytest.raises(ValueError, match="target_weights"):
         inverse.weights(Y[:1], target_weights=np.zeros(8))
+
+
+def test_a_target_transform_matches_functions_of_the_moments(toy_population):
+    """Matching only shift- and scale-free functions of the moments (here: the M1 difference of the two
+    windows, the M0 ratio and both widths) still reads the mixture, and the transform's gradient is right."""
+    X, _, spectra, cn, eca = toy_population
+
+    def shift_free(moments):
+        moments = np.atleast_2d(moments)
+        targets = np.column_stack([moments[:, 1] - moments[:, 5], moments[:, 0] / moments[:, 4], moments[:, 2],
+                                   moments[:, 6]])
+        jacobian = np.zeros((len(moments), 4, 8))
+        jacobian[:, 0, 1], jacobian[:, 0, 5] = 1.0, -1.0
+        jacobian[:, 1, 0], jacobian[:, 1, 4] = 1.0 / moments[:, 4], -moments[:, 0] / moments[:, 4] ** 2
+        jacobian[:, 2, 2], jacobian[:, 3, 6] = 1.0, 1.0
+        return targets, jacobian
+
+    inverse = PopulationInverse(eca.emulator, transform=shift_free, prior=1e-2).fit(X, {"cn": cn})
+    target = shift_free(spectral_moments(GRID, spectra[:200].mean(axis=0)[None]) + [0, 7.3, 0, 0, 0, 7.3, 0, 0])[0][0]
+    lam = np.random.default_rng(3).normal(0, 0.3, inverse.features_.shape[1])
+    args = (target, np.ones(4), inverse.target_scale_, np.zeros(2))
+    numeric = [(inverse._loss(lam + h, *args)[0] - inverse._loss(lam - h, *args)[0]) / 2e-6
+               for h in 1e-6 * np.eye(len(lam))]
+    np.testing.assert_allclose(inverse._loss(lam, *args)[1], numeric, rtol=1e-5, atol=1e-8)
+    first, last = np.argsort(X[:, 0])[:150], np.argsort(X[:, 0])[-150:]
+    for rows in (first, last):
+        shifted = spectral_moments(GRID, spectra[rows].mean(axis=0)[None]) * [40, 1, 1, 1, 40, 1, 1, 1]
+        result = inverse.reconstruct(shift_free(shifted)[0])
+        assert result["cn"][0] == pytest.approx(cn[rows].mean(), abs=0.25)
