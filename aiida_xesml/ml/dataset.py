@@ -11,10 +11,17 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers
 
-from .descriptors import local_coulomb_matrices
-from .validation import as_finite_array
+from sklearn.model_selection import GroupShuffleSplit
 
-__all__ = ["featurize_snapshots", "join_rows", "stratified_split", "ensemble_mean_spectra", "check_min_per_label"]
+from .descriptors import local_coulomb_matrices
+from .validation import as_finite_array, check_integer
+
+__all__ = ["featurize_snapshots", "join_rows", "SPLIT_KINDS", "split_rows", "stratified_split", "ensemble_mean_spectra",
+           "check_min_per_label"]
+
+#: Kinds of held-out split of :func:`split_rows`: whole snapshots (the default and the honest one),
+#: whole labels (extrapolation to an unseen pressure), or random sites (optimistic: it leaks).
+SPLIT_KINDS = ("snapshot", "label", "site")
 
 
 def featurize_snapshots(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False) -> dict[str, np.ndarray]:
@@ -100,6 +107,121 @@ def stratified_split(label, test_fraction: float = 0.2, seed: int = 0) -> tuple[
         test.extend(rows[:n_test])
         train.extend(rows[n_test:])
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(test, dtype=int))
+
+
+def split_rows(kind: str = "snapshot", groups=None, label=None, test_fraction: float = 0.2, seed: int = 0,
+               test_labels=None) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded training / held-out row indices of one of the :data:`SPLIT_KINDS`.
+
+    - ``"snapshot"`` (default): whole snapshots are held out, so no snapshot has rows on both
+      sides. Sites of one snapshot share its cell, strain and energy reference; splitting them
+      leaks that shared part into the held-out score. scikit-learn's ``GroupShuffleSplit`` draws
+      ``ceil(test_fraction * n)`` of the ``n`` snapshots (about ``test_fraction`` of the rows when
+      snapshots have similar sizes). With ``label`` given, it draws within each label, so every
+      label keeps training rows; a label with a single snapshot stays wholly in training.
+    - ``"label"``: whole labels are held out (an extrapolation test, e.g. to an unseen pressure):
+      the rows whose label is in ``test_labels``, by default the highest label only.
+      ``test_fraction`` and ``seed`` are not used.
+    - ``"site"``: :func:`stratified_split`, random sites within each label. Optimistic: the
+      held-out sites share snapshots with training sites. Kept for comparison with old results.
+
+    :param kind: one of :data:`SPLIT_KINDS`.
+    :param groups: (n,) snapshot id of every row; required by ``"snapshot"``; with ``"label"`` it
+        is checked that no snapshot spans both sides.
+    :param label: (n,) row labels, e.g. the pressure in GPa (NaN counts as one label for
+        ``"snapshot"`` and ``"site"``); required by ``"label"``.
+    :param test_fraction: share held out, in (0, 1) (``"snapshot"`` and ``"site"``).
+    :param seed: seed of the draw, a whole number >= 0.
+    :param test_labels: labels to hold out with ``"label"`` (default: the highest label).
+    :returns: ``(train, test)`` sorted integer index arrays, together covering every row once.
+    :raises ValueError: naming the argument: an unknown ``kind``, a missing or misshapen ``groups``
+        or ``label``, too few snapshots or labels to hold one out, a snapshot with two labels, or
+        ``test_labels`` that are absent or cover every label.
+    """
+    if kind not in SPLIT_KINDS:
+        raise ValueError(f"`kind` must be one of {', '.join(SPLIT_KINDS)}; got {kind!r}")
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float, np.floating)) \
+            or not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"`test_fraction` must lie in (0, 1); got {test_fraction!r}")
+    seed = check_integer(seed, "seed", minimum=0)
+    n_rows = None
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.ndim != 1 or len(groups) == 0:
+            raise ValueError(f"`groups` must be a non-empty 1-D array of snapshot ids; got shape {groups.shape}")
+        n_rows = len(groups)
+    if label is not None:
+        label = as_finite_array(label, "label", ndim=1) if kind == "label" else np.asarray(label, dtype=float)
+        if label.ndim != 1 or (n_rows is not None and len(label) != n_rows):
+            raise ValueError(f"`label` has shape {label.shape}; expected ({n_rows},), one per row like `groups`"
+                             if n_rows is not None else f"`label` must be 1-D; got shape {label.shape}")
+    if kind == "site":
+        if label is None:
+            if groups is None:
+                raise ValueError("`label` or `groups` is needed to know the number of rows of a site split")
+            label = np.zeros(n_rows)
+        return stratified_split(label, test_fraction, seed)
+    if kind == "label":
+        return _label_split(label, groups, test_labels)
+    return _snapshot_split(groups, label, float(test_fraction), seed)
+
+
+def _snapshot_split(groups, label, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if groups is None:
+        raise ValueError("`groups` (the snapshot id of every row) is required by a snapshot split")
+    if label is None:
+        strata = [np.arange(len(groups))]
+    else:
+        keys = np.where(np.isnan(label), np.inf, label)
+        _check_one_label_per_group(groups, keys)
+        strata = [np.flatnonzero(keys == value) for value in np.unique(keys)]
+    # One RandomState shared by the draws of all labels: seeded once, different draws per label.
+    random_state = np.random.RandomState(seed)
+    test = []
+    for rows in strata:
+        if len(np.unique(groups[rows])) < 2:
+            continue  # a label with a single snapshot keeps it for training
+        splitter = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=random_state)
+        _, held_out = next(splitter.split(rows, groups=groups[rows]))
+        test.append(rows[held_out])
+    test = np.sort(np.concatenate(test)) if test else np.array([], dtype=int)
+    if len(test) == 0:
+        raise ValueError(f"`groups`: {len(np.unique(groups))} snapshot(s)" + ("" if label is None else ", none of the "
+                         "labels with a second snapshot") + " cannot give a held-out snapshot and keep training rows; "
+                         "add snapshots, or use kind='label' to hold out a whole label")
+    train = np.setdiff1d(np.arange(len(groups)), test)
+    return train, test
+
+
+def _label_split(label, groups, test_labels) -> tuple[np.ndarray, np.ndarray]:
+    if label is None:
+        raise ValueError("`label` (e.g. the pressure of every row) is required by a label split")
+    values = np.unique(label)
+    if len(values) < 2:
+        raise ValueError(f"`label` holds a single value ({values[0]:g}); a label split needs at least two labels")
+    if test_labels is None:
+        chosen = values[-1:]
+    else:
+        chosen = as_finite_array(test_labels, "test_labels", ndim=(0, 1)).reshape(-1)
+        absent = [float(v) for v in chosen if not np.any(np.isclose(values, v, rtol=0, atol=1e-9))]
+        if absent:
+            raise ValueError(f"`test_labels` {absent} are not labels of the rows; the labels are {values.tolist()}")
+    is_test = np.any(np.isclose(label[:, None], np.asarray(chosen)[None, :], rtol=0, atol=1e-9), axis=1)
+    if is_test.all():
+        raise ValueError(f"`test_labels` {np.asarray(chosen).tolist()} cover every label; leave at least one for training")
+    if groups is not None:
+        _check_one_label_per_group(groups, label)
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def _check_one_label_per_group(groups, keys) -> None:
+    """A snapshot has one label (its pressure); otherwise a split by label would cut it in two."""
+    _, group_index = np.unique(groups, return_inverse=True)
+    pairs = np.unique(np.column_stack([group_index, np.unique(keys, return_inverse=True)[1]]), axis=0)
+    if len(pairs) != group_index.max() + 1:
+        spanning = np.unique(groups)[np.flatnonzero(np.bincount(pairs[:, 0]) > 1)]
+        raise ValueError(f"`groups`: snapshot(s) {spanning[:5].tolist()} carry more than one `label`; every row of a "
+                         "snapshot must have the snapshot's label")
 
 
 def ensemble_mean_spectra(intensity, label) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,6 +4,11 @@
 Y. After fitting, the network is held as plain numpy arrays and evaluated by this module's own
 forward pass, so predictions are bit-identical before and after :meth:`MLPEmulator.to_arrays` /
 :meth:`MLPEmulator.from_arrays` (no pickle anywhere). The Jacobian is analytic, through the layers.
+
+``LinearEmulator`` is the linear baseline: ridge regression on the same z-scored X and Y, held as
+a network with one identity layer, so it is an ``MLPEmulator`` in every respect (prediction,
+Jacobian, arrays, ECA). An ensemble of emulators (bootstrap members) is stored as one flat dict of
+arrays (:func:`ensemble_to_arrays`) and gives a mean and a spread (:func:`ensemble_predict`).
 """
 
 from __future__ import annotations
@@ -12,12 +17,20 @@ import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPRegressor
 
 from .validation import as_finite_array, check_matching_rows
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 REQUIRED_ARRAYS = ("x_mean", "x_scale", "y_mean", "y_scale", "activation", "n_layers")
+#: The one default L2 penalty of the network (standardized units), shared by :class:`MLPEmulator`
+#: and :data:`aiida_xesml.ml.training.DEFAULT_TRAINING`.
+DEFAULT_ALPHA = 1e-3
+#: Keys of a member's arrays in :func:`ensemble_to_arrays`: ``member_<i>__<name>``. Not a dot:
+#: AiiDA array names may hold only letters, digits and underscores.
+MEMBER_PREFIX = "member_"
+MEMBER_SEPARATOR = "__"
 
 
 def _activate(name: str, z: np.ndarray) -> np.ndarray:
@@ -47,12 +60,25 @@ def _scale(values: np.ndarray) -> np.ndarray:
     return np.where(scale > 0, scale, 1.0)
 
 
+def regression_metrics(Y, P) -> dict[str, np.ndarray]:
+    """Per-target ``pearson_r``, ``r2`` and ``rmse`` (Y units) of predictions P against truth Y,
+    both (n, m); NaN where r or R² is undefined (a target constant over the rows)."""
+    Y, P = np.asarray(Y, dtype=float), np.asarray(P, dtype=float)
+    residual = Y - P
+    ss_res = (residual**2).sum(axis=0)
+    yc, pc = Y - Y.mean(axis=0), P - P.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (yc * pc).sum(axis=0) / np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
+        r2 = 1.0 - ss_res / (yc**2).sum(axis=0)
+    return {"pearson_r": r, "r2": r2, "rmse": np.sqrt(ss_res / len(Y))}
+
+
 class MLPEmulator(RegressorMixin, BaseEstimator):
     """z-scored MLP regression with an analytic input Jacobian and a pickle-free array form.
 
     :param hidden_layer_sizes: neurons per hidden layer (default (64, 64)).
     :param activation: 'tanh' (default), 'relu', 'logistic' or 'identity'.
-    :param alpha: L2 penalty of the MLP.
+    :param alpha: L2 penalty of the MLP (default :data:`DEFAULT_ALPHA`).
     :param max_iter: optimizer iterations.
     :param solver: MLPRegressor solver; 'lbfgs' (default) is deterministic for a given seed and
         fits the few-thousand-sample data sets of this project well.
@@ -62,7 +88,7 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
     ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``, ``n_features_in_``, ``n_outputs_``.
     """
 
-    def __init__(self, hidden_layer_sizes=(64, 64), activation: str = "tanh", alpha: float = 1e-4,
+    def __init__(self, hidden_layer_sizes=(64, 64), activation: str = "tanh", alpha: float = DEFAULT_ALPHA,
                  max_iter: int = 2000, solver: str = "lbfgs", random_state: int | None = 0):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -238,16 +264,99 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
         Y = as_finite_array(Y, "Y", ndim=(1, 2))
         Y = Y[:, None] if Y.ndim == 1 else Y
         check_matching_rows(X, "X", Y, "Y")
-        P = self.predict(X)
-        residual = Y - P
-        ss_res = (residual**2).sum(axis=0)
-        ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
-        yc, pc = Y - Y.mean(axis=0), P - P.mean(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (yc * pc).sum(axis=0) / np.sqrt((yc**2).sum(axis=0) * (pc**2).sum(axis=0))
-            r2 = 1.0 - ss_res / ss_tot
-        return {"pearson_r": r, "r2": r2, "rmse": np.sqrt(ss_res / len(Y))}
+        return regression_metrics(Y, self.predict(X))
 
     def score(self, X, Y) -> float:
         """Mean R² over the targets (scikit-learn's convention for regressors)."""
         return float(np.nanmean(self.metrics(X, Y)["r2"]))
+
+
+class LinearEmulator(MLPEmulator):
+    """The linear baseline: ridge regression from z-scored X to z-scored Y.
+
+    Fitted with scikit-learn's ``Ridge`` and held as a network with a single identity layer
+    (``coefs_ = [W]``, ``intercepts_ = [b]``, activation ``"identity"``), so prediction, the
+    Jacobian (constant, ``W`` through the scalers), ECA and the array form are the ones of
+    :class:`MLPEmulator`; its arrays load with :meth:`MLPEmulator.from_arrays` too.
+
+    :param alpha: ridge penalty on the coefficients in standardized units (default 1.0, >= 0),
+        as scikit-learn's ``Ridge`` defines it (added to the sum of squared residuals over the
+        rows, so its effect shrinks as the number of rows grows).
+    """
+
+    def __init__(self, alpha: float = 1.0):
+        self.alpha = alpha
+
+    def fit(self, X, Y):
+        """Standardize X and Y and fit the ridge regression. ``Y`` may be 1-D. Returns self."""
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.floating)) \
+                or not np.isfinite(self.alpha) or self.alpha < 0:
+            raise ValueError(f"`alpha` (ridge penalty) must be a finite number >= 0; got {self.alpha!r}")
+        X = as_finite_array(X, "X", ndim=2)
+        Y = as_finite_array(Y, "Y", ndim=(1, 2))
+        Y = Y[:, None] if Y.ndim == 1 else Y
+        check_matching_rows(X, "X", Y, "Y")
+        x_mean, x_scale = X.mean(axis=0), _scale(X)
+        y_mean, y_scale = Y.mean(axis=0), _scale(Y)
+        ridge = Ridge(alpha=float(self.alpha)).fit((X - x_mean) / x_scale, (Y - y_mean) / y_scale)
+        coef = np.atleast_2d(ridge.coef_).T  # Ridge holds (n_targets, n_features)
+        self._set_network([coef], [np.atleast_1d(ridge.intercept_)], "identity", x_mean, x_scale, y_mean, y_scale)
+        return self
+
+    @classmethod
+    def from_arrays(cls, arrays) -> "LinearEmulator":
+        """Rebuild a fitted baseline from ``to_arrays()`` output (one identity layer)."""
+        network = MLPEmulator.from_arrays(arrays)
+        if len(network.coefs_) != 1 or network.activation_ != "identity":
+            raise ValueError("`arrays` hold a network with hidden layers; load it with MLPEmulator.from_arrays")
+        emulator = cls()
+        emulator._set_network(network.coefs_, network.intercepts_, "identity", network.x_mean_, network.x_scale_,
+                              network.y_mean_, network.y_scale_)
+        return emulator
+
+
+def ensemble_to_arrays(members) -> dict[str, np.ndarray]:
+    """One flat dict of plain arrays for a list of fitted emulators, keys ``member_<i>__<name>``.
+
+    Each member's arrays are its :meth:`MLPEmulator.to_arrays`. No pickle: safe for ``np.savez``
+    with ``allow_pickle=False`` and valid AiiDA array names. :func:`ensemble_from_arrays` inverts it.
+    """
+    members = list(members)
+    if not members:
+        raise ValueError("`members` is empty; give at least one fitted emulator")
+    arrays = {}
+    for i, member in enumerate(members):
+        if not isinstance(member, MLPEmulator):
+            raise ValueError(f"`members[{i}]` is a {type(member).__name__}, not an MLPEmulator")
+        arrays.update({f"{MEMBER_PREFIX}{i}{MEMBER_SEPARATOR}{name}": value for name, value in member.to_arrays().items()})
+    return arrays
+
+
+def ensemble_from_arrays(arrays) -> list[MLPEmulator]:
+    """The emulators of :func:`ensemble_to_arrays` output, in member order (as :class:`MLPEmulator`)."""
+    by_member: dict[int, dict] = {}
+    for key, value in dict(arrays).items():
+        head, separator, name = key.partition(MEMBER_SEPARATOR)
+        if not (head.startswith(MEMBER_PREFIX) and separator and name and head[len(MEMBER_PREFIX):].isdigit()):
+            raise ValueError(f"`arrays` key {key!r} is not of the form '{MEMBER_PREFIX}<i>{MEMBER_SEPARATOR}<name>'; "
+                             "it must come from ensemble_to_arrays()")
+        by_member.setdefault(int(head[len(MEMBER_PREFIX):]), {})[name] = value
+    if not by_member:
+        raise ValueError("`arrays` is empty; it must come from ensemble_to_arrays()")
+    if sorted(by_member) != list(range(len(by_member))):
+        raise ValueError(f"`arrays` holds members {sorted(by_member)}; expected 0..{len(by_member) - 1} without gaps")
+    return [MLPEmulator.from_arrays(by_member[i]) for i in range(len(by_member))]
+
+
+def ensemble_predict(members, X) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread of the members' predictions for X (n, n_in), in Y units.
+
+    :returns: ``(mean, std)``, each (n, n_out); ``std`` is the sample standard deviation over the
+        members (ddof = 1; zeros for a single member): the emulator part of an error bar.
+    """
+    members = list(members)
+    if not members:
+        raise ValueError("`members` is empty; give at least one fitted emulator")
+    predictions = np.stack([member.predict(X) for member in members])
+    std = predictions.std(axis=0, ddof=1) if len(members) > 1 else np.zeros(predictions.shape[1:])
+    return predictions.mean(axis=0), std

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from aiida_xesml.ml.dataset import (
+    SPLIT_KINDS,
     check_min_per_label,
     ensemble_mean_spectra,
     featurize_snapshots,
     join_rows,
+    split_rows,
     stratified_split,
 )
 from aiida_xesml.ml.descriptors import local_coulomb_matrix
@@ -49,6 +51,80 @@ def test_stratified_split_holds_out_each_label_and_is_seeded():
     assert not np.array_equal(stratified_split(label, 0.2, seed=4)[1], test)
     with pytest.raises(ValueError, match="test_fraction"):
         stratified_split(label, 1.0)
+
+
+def snapshot_rows(sizes_per_label, seed=0):
+    """(groups, label): snapshots of random sizes (5..15 sites) with one label each."""
+    rng = np.random.default_rng(seed)
+    groups, label, g = [], [], 0
+    for value, n_snapshots in sizes_per_label.items():
+        for _ in range(n_snapshots):
+            n = int(rng.integers(5, 16))
+            groups += [g] * n
+            label += [value] * n
+            g += 1
+    order = rng.permutation(len(groups))  # rows need not be sorted by snapshot
+    return np.array(groups)[order], np.array(label, dtype=float)[order]
+
+
+def test_snapshot_split_never_puts_one_snapshot_on_both_sides():
+    groups, label = snapshot_rows({0.0: 10, 15.0: 10, 30.0: 2, 45.0: 1})
+    for seed in range(5):
+        train, test = split_rows("snapshot", groups=groups, label=label, seed=seed)
+        assert set(groups[train]).isdisjoint(groups[test])
+        np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), np.arange(len(groups)))
+        assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+        # every label keeps training rows; labels with >= 2 snapshots are tested too
+        assert set(label[train]) == {0.0, 15.0, 30.0, 45.0}
+        assert set(label[test]) == {0.0, 15.0, 30.0}
+        # 20 % of 10 snapshots is 2 held out per big label, 1 of the 2 at 30 GPa
+        assert len(np.unique(groups[test])) == 5
+    first = split_rows("snapshot", groups=groups, label=label, seed=1)
+    np.testing.assert_array_equal(split_rows("snapshot", groups=groups, label=label, seed=1)[1], first[1])
+    assert not np.array_equal(split_rows("snapshot", groups=groups, label=label, seed=2)[1], first[1])
+
+
+def test_snapshot_split_without_labels_holds_out_about_the_fraction():
+    groups = np.repeat(np.arange(40), 12)
+    train, test = split_rows(groups=groups, test_fraction=0.25, seed=3)
+    assert len(np.unique(groups[test])) == 10 and len(test) == 120
+    assert set(groups[train]).isdisjoint(groups[test])
+
+
+def test_label_split_holds_out_the_highest_label_or_the_chosen_ones():
+    groups, label = snapshot_rows({0.0: 3, 15.0: 3, 30.0: 3})
+    train, test = split_rows("label", groups=groups, label=label)
+    assert set(label[test]) == {30.0} and set(label[train]) == {0.0, 15.0}
+    train, test = split_rows("label", label=label, test_labels=[0.0, 15.0])
+    assert set(label[test]) == {0.0, 15.0} and set(label[train]) == {30.0}
+    assert len(train) + len(test) == len(label)
+
+
+def test_site_split_is_the_old_stratified_split():
+    groups, label = snapshot_rows({0.0: 3, 15.0: 3})
+    for got, expected in zip(split_rows("site", groups=groups, label=label, seed=4), stratified_split(label, 0.2, 4)):
+        np.testing.assert_array_equal(got, expected)
+    assert SPLIT_KINDS == ("snapshot", "label", "site")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"kind": "random", "groups": [0, 1]}, "`kind` must be one of snapshot, label, site"),
+    ({"kind": "snapshot"}, r"`groups` \(the snapshot id"),
+    ({"kind": "snapshot", "groups": [0, 0, 0]}, "`groups`: 1 snapshot"),
+    ({"kind": "snapshot", "groups": [0, 0, 1, 1], "label": [0, 0, 5, 5]}, "none of the labels with a second snapshot"),
+    ({"kind": "snapshot", "groups": [0, 0, 1, 1], "label": [0, 5, 5, 5]}, r"`groups`: snapshot\(s\) \[0\] carry more"),
+    ({"kind": "snapshot", "groups": [0, 1], "label": [0, 1, 2]}, "`label` has shape"),
+    ({"kind": "snapshot", "groups": [0, 1], "test_fraction": 1.0}, "`test_fraction` must lie in"),
+    ({"kind": "snapshot", "groups": [0, 1], "seed": -1}, "`seed` must be >= 0"),
+    ({"kind": "label", "groups": [0, 1]}, r"`label` \(e.g. the pressure"),
+    ({"kind": "label", "label": [5, 5]}, "single value"),
+    ({"kind": "label", "label": [0, 5], "test_labels": [7]}, r"`test_labels` \[7.0\] are not labels"),
+    ({"kind": "label", "label": [0, 5], "test_labels": [0, 5]}, "cover every label"),
+    ({"kind": "label", "label": [0, np.nan]}, "`label` holds 1 NaN"),
+])
+def test_split_rows_errors_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        split_rows(**kwargs)
 
 
 def test_check_min_per_label_names_the_thin_labels():
