@@ -149,3 +149,116 @@ def windows_from_mean_spectrum(energy, mean_intensity, windows=DEFAULT_WINDOWS) 
         raise ValueError("the Kβ″ and Kβ2 peaks of `mean_intensity` are not separated; keep the default windows")
     split = peak1 + int(np.argmin(mean_intensity[peak1:peak2 + 1]))
     return {first: (lo1, float(energy[split])), second: (float(energy[split]), hi2)}
+
+
+# ----- targets a rigid shift of the energy axis and a scaling of the intensity cannot change -----
+
+#: The target sets the emulator, ECA and inverse can work with: ``"moments"``, the 8 windowed
+#: moments as they are (they need the calculations' energy reference and intensity unit), and
+#: ``"shift_free"``, the functions of them that a measured spectrum on its own absolute energy axis,
+#: in arbitrary intensity units, also gives (:func:`shift_free_targets`).
+TARGET_SETS = ("moments", "shift_free")
+
+
+def _two_windows(windows) -> tuple[str, str]:
+    names = list(_windows(windows))
+    if len(names) != 2:
+        raise ValueError(f"`windows` must hold exactly two windows (Kβ″ first, Kβ2 second) for the shift-free "
+                         f"targets; got {len(names)}: {names}")
+    return names[0], names[1]
+
+
+def shift_free_names(windows=DEFAULT_WINDOWS) -> list[str]:
+    """Names of the shift-free targets in column order (:func:`shift_free_targets`).
+
+    With the default windows: ``kbpp_minus_kb2_m1`` (eV), ``kbpp_over_kb2_m0`` (ratio),
+    ``kbpp_m2`` (eV), ``kbpp_m3``, ``kb2_m2`` (eV), ``kb2_m3``.
+    """
+    first, second = _two_windows(windows)
+    return [f"{first}_minus_{second}_m1", f"{first}_over_{second}_m0",
+            f"{first}_m2", f"{first}_m3", f"{second}_m2", f"{second}_m3"]
+
+
+SHIFT_FREE_NAMES = shift_free_names(DEFAULT_WINDOWS)
+
+
+def _check_moment_rows(moments, name: str = "moments") -> np.ndarray:
+    moments = as_finite_array(moments, name, ndim=(1, 2))
+    moments = np.atleast_2d(moments)
+    if moments.shape[1] != 8:
+        raise ValueError(f"`{name}` must have the 8 moments [Kβ″ M0..M3, Kβ2 M0..M3] per row; "
+                         f"got {moments.shape[1]} columns")
+    bad = np.flatnonzero(moments[:, 4] <= 0)
+    if len(bad):
+        raise ValueError(f"`{name}`: the Kβ2 intensity M0 (column 4) must be > 0 for the intensity ratio; rows "
+                         f"{bad[:10].tolist()} have M0 <= 0 (an empty window: check the alignment and windows)")
+    return moments
+
+
+def shift_free_targets(moments) -> np.ndarray:
+    """Targets that a rigid shift of the energy axis and a scaling of the intensity leave unchanged.
+
+    From the 8 windowed moments [Kβ″ M0..M3, Kβ2 M0..M3] (:func:`spectral_moments`) of each row:
+
+    0. ``M1(Kβ″) − M1(Kβ2)``: the mean-energy difference of the two peaks, eV;
+    1. ``M0(Kβ″) / M0(Kβ2)``: their intensity ratio, dimensionless;
+    2. ``M2(Kβ″)``, 3. ``M3(Kβ″)``, 4. ``M2(Kβ2)``, 5. ``M3(Kβ2)``: the widths (eV) and skewnesses.
+
+    Names: :func:`shift_free_names` (:data:`SHIFT_FREE_NAMES` for the default windows). The
+    invariance holds when the windows move with the spectrum (see
+    :func:`aiida_xesml.ml.measured.measured_windows`): intensities in arbitrary units enter only as
+    the ratio, and the absolute energy only as a difference.
+
+    :param moments: (8,) or (n, 8).
+    :returns: (n, 6).
+    :raises ValueError: not 8 columns, NaN or inf, or a Kβ2 M0 <= 0.
+    """
+    m = _check_moment_rows(moments)
+    return np.column_stack([m[:, 1] - m[:, 5], m[:, 0] / m[:, 4], m[:, 2], m[:, 3], m[:, 6], m[:, 7]])
+
+
+def shift_free_jacobian(moments) -> np.ndarray:
+    """Analytic Jacobian of :func:`shift_free_targets` with respect to the 8 moments.
+
+    :param moments: (8,) or (n, 8) [Kβ″ M0..M3, Kβ2 M0..M3].
+    :returns: (n, 6, 8): ``J[i, t, j] = d target_t / d moment_j`` of row i.
+    """
+    m = _check_moment_rows(moments)
+    jacobian = np.zeros((len(m), 6, 8))
+    jacobian[:, 0, 1], jacobian[:, 0, 5] = 1.0, -1.0
+    jacobian[:, 1, 0] = 1.0 / m[:, 4]
+    jacobian[:, 1, 4] = -m[:, 0] / m[:, 4] ** 2
+    for target, column in ((2, 2), (3, 3), (4, 6), (5, 7)):
+        jacobian[:, target, column] = 1.0
+    return jacobian
+
+
+def check_target_set(target_set: str, name: str = "target_set") -> str:
+    """``target_set`` if it is one of :data:`TARGET_SETS`; a ValueError naming ``name`` otherwise."""
+    if target_set not in TARGET_SETS:
+        raise ValueError(f"`{name}` must be one of {', '.join(TARGET_SETS)}; got {target_set!r}")
+    return target_set
+
+
+def target_names(target_set: str = "moments", windows=DEFAULT_WINDOWS) -> list[str]:
+    """Column names of ``target_set`` (:data:`TARGET_SETS`) for ``windows``."""
+    if check_target_set(target_set) == "moments":
+        return moment_names(windows)
+    return shift_free_names(windows)
+
+
+def targets_from_moments(moments, target_set: str = "moments") -> np.ndarray:
+    """The targets of ``target_set`` from the 8 windowed moments per row: the moments themselves
+    (as a 2-D float array) or :func:`shift_free_targets`."""
+    if check_target_set(target_set) == "moments":
+        return np.atleast_2d(as_finite_array(moments, "moments", ndim=(1, 2)))
+    return shift_free_targets(moments)
+
+
+def targets_jacobian(moments, target_set: str = "moments") -> np.ndarray:
+    """d targets / d moments (n, n_targets, 8) of ``target_set``: the identity for ``"moments"``,
+    :func:`shift_free_jacobian` for ``"shift_free"``."""
+    if check_target_set(target_set) == "moments":
+        m = np.atleast_2d(as_finite_array(moments, "moments", ndim=(1, 2)))
+        return np.broadcast_to(np.eye(m.shape[1]), (len(m), m.shape[1], m.shape[1])).copy()
+    return shift_free_jacobian(moments)
