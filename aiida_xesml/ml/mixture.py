@@ -142,6 +142,9 @@ class PopulationInverse:
         ``(targets (n, t), jacobian (n, t, 4W))``, e.g. targets a rigid energy shift and an intensity scale
         cannot change; the targets given to :meth:`weights` are then in that space, and each is
         standardized by its spread over the training sites.
+    :param first_targets: indices of the targets matched in a first stage, from which the fit of all
+        targets starts (besides the other starts); default M0 and M1 of every window (the moments a
+        mixture keeps without its spread), none for a transform.
 
     Fitted attributes (``fit``): ``site_moments_`` (n, 4W) emulated site moments, ``features_`` (n, 4W)
     the standardized integrands ψ, ``structure_`` (dict of per-site arrays), ``n_sites_``. After
@@ -150,9 +153,10 @@ class PopulationInverse:
     """
 
     def __init__(self, emulator, prior: float = 1e-3, residual_variance=None, n_starts: int = 2,
-                 random_state: int | None = 0, max_iter: int = 500, transform=None):
+                 random_state: int | None = 0, max_iter: int = 500, transform=None, first_targets=None):
         self.emulator = emulator
         self.transform = transform
+        self.first_targets = first_targets
         self.prior = prior
         self.residual_variance = residual_variance
         self.n_starts = n_starts
@@ -242,12 +246,21 @@ class PopulationInverse:
         rng = np.random.default_rng(self.random_state)
         p = self.features_.shape[1]
         weights, losses = [], []
+        first = self._first_stage(m)
+        options = {"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8}
         for target in Y:
+            # The spread moments (M2, M3) of a mixture can be far from every site's in site-spread units, and
+            # matching them first can trap the fit in a population of the wrong composition (measured on
+            # 4/6-fold crystal mixtures): match the composition moments first, then everything from there.
+            starts = [np.zeros(p)] + [0.3 * rng.standard_normal(p) for _ in range(int(self.n_starts) - 1)]
+            if first is not None and first.any() and not first.all():
+                staged = minimize(self._loss, np.zeros(p), args=(target, root_w * first, scale, extra), jac=True,
+                                  method="L-BFGS-B", options=options)
+                starts.insert(0, staged.x)
             best = None
-            for start in range(int(self.n_starts)):
-                lam0 = np.zeros(p) if start == 0 else 0.3 * rng.standard_normal(p)
+            for lam0 in starts:
                 result = minimize(self._loss, lam0, args=(target, root_w, scale, extra), jac=True, method="L-BFGS-B",
-                                  options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
+                                  options=options)
                 if best is None or result.fun < best.fun:
                     best = result
             logits = self.features_ @ best.x
@@ -255,6 +268,15 @@ class PopulationInverse:
             losses.append(float(best.fun))
         self.loss_ = np.array(losses)
         return np.array(weights)
+
+    def _first_stage(self, m):
+        """Targets matched first: M0 and M1 (the moments a mixture keeps without its spread), or those
+        ``first_targets`` names for a transform; None when there is no first stage."""
+        if self.first_targets is not None:
+            mask = np.zeros(m, dtype=bool)
+            mask[np.asarray(self.first_targets, dtype=int)] = True
+            return mask
+        return np.arange(m) % 4 < 2 if self.transform is None else None
 
     def reconstruct(self, Y, target_weights=None) -> dict:
         """Ensemble-mean structure per target row: the population-weighted mean of every ``structure``

@@ -327,7 +327,7 @@ STRUCTURE_KEYS = ("cn_fractional", "cn", "first_shell_mean_angstrom", "distances
 def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, structure=None, ecas=None,
                          n_atoms: int | None = None, target_weights=None, residual_variance=None, prior: float = 1e-3,
                          n_starts: int = 4, feature_columns=None, fill=None, analysis_options=None,
-                         verbose: bool = False) -> dict:
+                         transform=None, verbose: bool = False) -> dict:
     """Structure from target moments ``Y`` with every emulator of an ensemble: value ± spread.
 
     :param members: fitted emulators (the ensemble; one member gives a zero spread).
@@ -347,6 +347,8 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
     :param prior: ridge prior of the population tilt.
     :param feature_columns, fill: see :func:`reconstruct_targets` ('single_point').
     :param analysis_options: passed to :func:`analyze_coulomb` ('single_point'), e.g. slot_z, cutoff, width.
+    :param transform: 'population' only: match functions of the moments instead of the moments (see
+        :class:`~aiida_xesml.ml.mixture.PopulationInverse`); ``Y`` and ``target_weights`` are then in that space.
     :returns: ``value`` and ``spread`` (dicts over :data:`STRUCTURE_KEYS`: the members' mean and standard
         deviation, ddof 1), ``members`` (the same keys, (n_members, n, ...)), ``fitted_moments``
         (n_members, n, m), ``inverse_loss`` (n_members, n), and per method ``effective_sites``
@@ -359,6 +361,8 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         raise ValueError("`members` is empty; give at least one fitted emulator")
     if method not in RECONSTRUCTION_METHODS:
         raise ValueError(f"`method` must be one of {', '.join(RECONSTRUCTION_METHODS)}; got {method!r}")
+    if transform is not None and method != "population":
+        raise ValueError("a target `transform` works with method 'population' only")
     Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
     per_member, fitted, losses, extra = [], [], [], []
     if method == "population":
@@ -369,7 +373,8 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
             raise ValueError(f"`structure` lacks {missing}; give the keys of site_structure()")
         table = {key: np.asarray(structure[key], dtype=float) for key in STRUCTURE_KEYS}
         for emulator in members:
-            inverse = PopulationInverse(emulator, prior=prior, residual_variance=residual_variance).fit(X, table)
+            inverse = PopulationInverse(emulator, prior=prior, residual_variance=residual_variance,
+                                        transform=transform).fit(X, table)
             result = inverse.reconstruct(Y, target_weights)
             per_member.append({key: result[key] for key in STRUCTURE_KEYS})
             fitted.append(result["fitted_moments"])

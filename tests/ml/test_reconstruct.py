@@ -157,3 +157,54 @@ def test_mean_matrix_of_an_ensemble_reads_back_its_first_shell_without_ghosts():
     true_cn = np.mean(np.concatenate([coordination_numbers(atoms) for atoms in cells]))
     assert abs(analyze_coulomb(mean, 20)["cn_fractional"][0] - true_cn) < 0.1
     assert analyze_coulomb(mean, 20, monotonic=False)["cn_fractional"][0] > true_cn + 0.5
+
+
+@pytest.fixture(scope="module")
+def crystal_sites():
+    """Rattled, strained quartz-type (4-fold) and rutile-type (6-fold) sites, species-resolved descriptors, and
+    synthetic spectra whose peaks follow each site's first shell (computed with ASE, not the descriptor)."""
+    from aiida_xesml.ml.descriptors import local_coulomb_matrices, slot_atomic_numbers
+    from aiida_xesml.ml.structures import supercell
+    from aiida_xesml.ml.synthetic import first_shell_geometry, synthetic_site_spectra
+
+    grid = np.arange(-30.0, 5.0001, 0.05)
+    cells = [rattle_and_strain(supercell(quartz_geo2(), 2), 0.06, 0.02, seed=s) for s in range(8)]
+    cells += [rattle_and_strain(supercell(rutile_geo2(), (2, 2, 3)), 0.06, 0.02, seed=100 + s) for s in range(8)]
+    X = local_coulomb_matrices(cells, N, ordering="species")
+    geometry = [first_shell_geometry(atoms) for atoms in cells]
+    r, spread, cn = (np.concatenate([g[k] for g in geometry]) for k in (1, 2, 3))
+    spectra = synthetic_site_spectra(r, spread, cn, grid)
+    return X, spectra, grid, slot_atomic_numbers(N, ordering="species"), cn
+
+
+def test_ensemble_reconstruction_gives_values_with_spreads(crystal_sites):
+    from aiida_xesml.ml.eca import ECA
+    from aiida_xesml.ml.emulator import MLPEmulator
+    from aiida_xesml.ml.moments import spectral_moments
+    from aiida_xesml.ml.reconstruct import reconstruct_ensemble, site_structure
+
+    X, spectra, grid, slot_z, cn = crystal_sites
+    Y = spectral_moments(grid, spectra)
+    rng = np.random.default_rng(0)
+    members = [MLPEmulator((16,), alpha=1e-2, random_state=i).fit(X[rows], Y[rows])
+               for i, rows in enumerate(rng.integers(0, len(X), size=(3, len(X))))]
+    structure = site_structure(X, N, slot_z=slot_z)
+    np.testing.assert_array_equal(structure["cn_fractional"], cn)  # crystals: smooth CN = integer count
+    four, six = cn == 4, cn == 6
+    targets = spectral_moments(grid, np.array([spectra[four].mean(axis=0), spectra[six].mean(axis=0)]))
+    population = reconstruct_ensemble(members, targets, X=X, structure=structure)
+    assert population["members"]["cn_fractional"].shape == (3, 2)
+    assert population["value"]["distances_angstrom"].shape == (2, N - 1)
+    np.testing.assert_allclose(population["value"]["cn_fractional"], [4.0, 6.0], atol=0.3)
+    assert np.all(population["spread"]["cn_fractional"] >= 0) and np.any(population["spread"]["cn_fractional"] > 0)
+    ecas = [ECA(member, n_components=2).fit(X, Y) for member in members]
+    single = reconstruct_ensemble(members, targets, method="single_point", ecas=ecas, n_atoms=N,
+                                  analysis_options={"slot_z": slot_z})
+    assert single["scores"].shape == (3, 2, 2)
+    assert np.all(np.isfinite(single["value"]["first_shell_mean_angstrom"]))
+    with pytest.raises(ValueError, match="method"):
+        reconstruct_ensemble(members, targets, method="median", X=X, structure=structure)
+    with pytest.raises(ValueError, match="ecas"):
+        reconstruct_ensemble(members, targets, method="single_point")
+    with pytest.raises(ValueError, match="structure"):
+        reconstruct_ensemble(members, targets, X=X, structure={"cn": cn})
