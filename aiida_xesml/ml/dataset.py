@@ -24,20 +24,24 @@ __all__ = ["featurize_snapshots", "join_rows", "SPLIT_KINDS", "split_rows", "str
 SPLIT_KINDS = ("snapshot", "label", "site")
 
 
-def featurize_snapshots(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False) -> dict[str, np.ndarray]:
+def featurize_snapshots(structures, n_atoms: int = 20, species: str = "Ge", verbose: bool = False,
+                        ordering: str = "distance", species_counts=None) -> dict[str, np.ndarray]:
     """Local Coulomb matrices of every ``species`` site of each snapshot, with the row keys.
 
     :param structures: list of ``ase.Atoms`` (Å); its position is the ``snapshot_index``.
     :param n_atoms: atoms per matrix, centre included (default 20 -> 210 features).
     :param species: emitting element (default "Ge").
     :param verbose: show a progress bar (sites done) on stderr.
+    :param ordering: 'distance' (the published mixed ordering) or 'species' (SCIENCE.md §4).
+    :param species_counts: the species ordering's (symbol, count) pairs (default 12 O + 7 Ge for N = 20).
     :returns: ``descriptors`` (n, n_atoms(n_atoms+1)/2), ``snapshot_index`` (n,), ``site_index`` (n,)
         (atom index of the emitter in its snapshot); rows snapshot by snapshot, sites in index order.
     """
     structures = list(structures)
     if not structures:
         raise ValueError("`structures` is empty; give at least one snapshot")
-    descriptors = local_coulomb_matrices(structures, n_atoms=n_atoms, species=species, verbose=verbose)
+    descriptors = local_coulomb_matrices(structures, n_atoms=n_atoms, species=species, verbose=verbose,
+                                         ordering=ordering, species_counts=species_counts)
     z = atomic_numbers[species]
     sites = [np.flatnonzero(atoms.numbers == z) for atoms in structures]
     return {
