@@ -151,6 +151,48 @@ def windows_from_mean_spectrum(energy, mean_intensity, windows=DEFAULT_WINDOWS) 
     return {first: (lo1, float(energy[split])), second: (float(energy[split]), hi2)}
 
 
+def moments_intensity_jacobian(energy, intensity, windows=DEFAULT_WINDOWS) -> np.ndarray:
+    """d moments / d intensity of one spectrum: how each moment responds to the intensity at each point.
+
+    With the trapezoid weights w_j of the points inside a window (the integrals of
+    :func:`spectral_moments`), δ_j = E_j − M1 and V = M2²::
+
+        dM0/dI_j = w_j
+        dM1/dI_j = w_j δ_j / M0
+        dM2/dI_j = w_j (δ_j² − V) / (2 M0 M2)
+        dM3/dI_j = w_j (δ_j³ − 3 V δ_j) / (M0 M2³) − M3 (w_j / M0 + 3 dM2/dI_j / M2)
+
+    For independent noise of standard deviation σ on every point the moments' covariance is
+    σ² J Jᵀ (see :func:`aiida_xesml.ml.measured.measured_targets`).
+
+    :param energy: (n_E,) strictly increasing, eV.
+    :param intensity: (n_E,) one spectrum.
+    :returns: (4 × n_windows, n_E) in the units of each moment per intensity unit.
+    :raises ValueError: as :func:`spectral_moments`.
+    """
+    energy = as_finite_array(energy, "energy", ndim=1)
+    intensity = as_finite_array(intensity, "intensity", ndim=1)
+    moments = spectral_moments(energy, intensity, windows)[0]
+    rows = []
+    for index, (lo, hi) in enumerate(_windows(windows).values()):
+        m0, m1, m2, m3 = moments[4 * index:4 * index + 4]
+        inside = np.flatnonzero((energy >= lo - 1e-9) & (energy <= hi + 1e-9))
+        e = energy[inside]
+        weights = np.zeros_like(energy)
+        steps = np.diff(e)
+        weights[inside[:-1]] += 0.5 * steps
+        weights[inside[1:]] += 0.5 * steps
+        delta = energy - m1
+        variance = m2**2
+        d0 = weights
+        d1 = weights * delta / m0
+        d2 = weights * (delta**2 - variance) / (2 * m0 * m2) if m2 > 0 else np.zeros_like(energy)
+        d3 = (weights * (delta**3 - 3 * variance * delta) / (m0 * m2**3) - m3 * (weights / m0 + 3 * d2 / m2)
+              if m2 > 0 else np.zeros_like(energy))
+        rows.extend([d0, d1, d2, d3])
+    return np.vstack(rows)
+
+
 # ----- targets a rigid shift of the energy axis and a scaling of the intensity cannot change -----
 
 #: The target sets the emulator, ECA and inverse can work with: ``"moments"``, the 8 windowed

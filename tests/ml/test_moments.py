@@ -160,3 +160,19 @@ def test_shift_free_bad_input(bad, match):
         targets_from_moments(np.ones((1, 8)), "vbm")
     with pytest.raises(ValueError, match="exactly two windows"):
         target_names("shift_free", {"a": (-24, -13)})
+
+
+def test_moments_intensity_jacobian_matches_finite_differences():
+    from aiida_xesml.ml.moments import moments_intensity_jacobian
+
+    grid = np.arange(-30.0, 5.0 + 1e-9, 0.1)
+    spectrum = kbeta_like(grid)
+    analytic = moments_intensity_jacobian(grid, spectrum)
+    assert analytic.shape == (8, len(grid))
+    step = 1e-6
+    for j in (10, 60, 80, 150, 170, 175, 180, 240, 320, 330):  # outside, inside and on the edges of the windows
+        up, down = spectrum.copy(), spectrum.copy()
+        up[j] += step
+        down[j] -= step
+        numeric = (spectral_moments(grid, up) - spectral_moments(grid, down))[0] / (2 * step)
+        np.testing.assert_allclose(analytic[:, j], numeric, rtol=1e-5, atol=1e-7)
