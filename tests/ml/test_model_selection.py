@@ -15,6 +15,7 @@ from aiida_xesml.ml.model_selection import (
     grouped_folds,
     mean_pearson_r,
     select_models,
+    standardized_r2,
 )
 
 FAST = {"network_grid": FAST_NETWORK_GRID, "ridge_grid": FAST_RIDGE_GRID, "cv_folds": 3, "max_iter": 200}
@@ -40,7 +41,7 @@ def test_ridge_wins_on_linear_data():
     result = select_models(X, Y, groups, **FAST)
     assert result["selected"] == "ridge"
     best = result["record"]["best"]
-    assert best["ridge"]["r2_mean"] > best["network"]["r2_mean"]
+    assert best["ridge"]["score_mean"] > best["network"]["score_mean"]
     assert isinstance(result["ridge"], LinearEmulator) and isinstance(result["network"], MLPEmulator)
     # both refit on all rows given
     assert result["ridge"].score(X, Y) > 0.99
@@ -52,7 +53,7 @@ def test_network_wins_on_a_nonlinear_target():
                            ridge_grid=FAST_RIDGE_GRID, cv_folds=3, max_iter=300)
     best = result["record"]["best"]
     assert result["selected"] == "network"
-    assert best["network"]["r2_mean"] > best["ridge"]["r2_mean"] + 0.3
+    assert best["network"]["score_mean"] > best["ridge"]["score_mean"] + 0.3
 
 
 def test_the_informative_feature_set_wins_against_many_noise_columns():
@@ -76,7 +77,8 @@ def test_record_holds_every_candidate_and_is_json():
     kinds = [c["model"] for c in record["candidates"]]
     assert kinds.count("network") == 2 * 2 * 2 and kinds.count("ridge") == 3 * 2
     for candidate in record["candidates"]:
-        assert set(candidate) >= {"feature_set", "params", "r2_mean", "r2_std", "pearson_r_mean", "pearson_r_std"}
+        assert set(candidate) >= {"feature_set", "params", "score_mean", "score_std", "r2_mean", "r2_std",
+                                  "pearson_r_mean", "pearson_r_std"}
         assert candidate["feature_set"] in sets
     assert record["cv"]["splitter"] == "GroupKFold" and record["cv"]["n_splits"] == 3
     assert record["best"]["network"]["rank"] == 1
@@ -99,6 +101,22 @@ def test_mean_pearson_r_skips_undefined_targets():
     y = np.column_stack([np.arange(5.0), np.ones(5)])
     assert mean_pearson_r(y, y) == pytest.approx(1.0)
     assert np.isnan(mean_pearson_r(y[:, 1:], y[:, 1:]))
+
+
+def test_standardized_r2_divides_by_the_reference_variance_not_the_folds():
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(50, 3)) * [1.0, 10.0, 0.1]
+    p = y + rng.normal(size=(50, 3)) * [0.1, 1.0, 0.01]
+    assert standardized_r2(y, p) == pytest.approx(r2_score(y, p))
+    # a fold whose truth barely varies: per-fold R² collapses, the standardized score does not
+    narrow = np.column_stack([np.full(50, 2.0) + 1e-3 * rng.normal(size=50), y[:, 1:]])
+    error = 0.1 * rng.normal(size=50)
+    narrow_pred = narrow + np.column_stack([error, np.zeros((50, 2))])
+    assert r2_score(narrow, narrow_pred) < -100
+    scale = np.array([1.0, 10.0, 0.1])
+    assert standardized_r2(narrow, narrow_pred, scale) == pytest.approx(1 - np.mean(error**2) / 3)
 
 
 def test_feature_columns_and_checks_name_the_argument():

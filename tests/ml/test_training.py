@@ -132,8 +132,8 @@ def test_fit_emulators_is_deterministic():
 
 def test_verdict_says_plainly_when_the_network_loses_held_out():
     selection = {"selected": "network", "record": {"cv": {"n_splits": 5}, "best": {
-        "network": {"feature_set": "row0", "params": {"hidden_layer_sizes": [32], "alpha": 10.0}, "r2_mean": 0.8},
-        "ridge": {"feature_set": "full", "params": {"alpha": 100.0}, "r2_mean": 0.7}}}}
+        "network": {"feature_set": "row0", "params": {"hidden_layer_sizes": [32], "alpha": 10.0}, "score_mean": 0.8},
+        "ridge": {"feature_set": "full", "params": {"alpha": 100.0}, "score_mean": 0.7}}}}
     metrics = {"split": "snapshot", "n_train": 80, "n_test": 20, "n_train_groups": 8, "n_test_groups": 2,
                "network": {"pearson_r": [0.5, 0.9]}, "ridge": {"pearson_r": [0.8, 0.8]}}
     text = _verdict(selection, metrics)
