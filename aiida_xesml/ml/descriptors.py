@@ -591,6 +591,8 @@ class _Group:
         chunk = max(1, _MAX_CANDIDATES // (n_total * int(np.prod(2 * reach + 1))))
         pieces = [self._candidates(structure_of[s:s + chunk], center_index[s:s + chunk], cutoff[s:s + chunk],
                                    reach, s) for s in range(0, len(center_index), chunk)]
+        in_order = not reach.any()  # only nearest images: chunk by chunk, rows in centre order
+        pieces = [p[k:k + 5] for p in pieces for k in range(0, len(p), 5)]  # nearest images, others
         row, j, shift, vec, dist = (np.concatenate(p) for p in zip(*pieces)) if len(pieces) > 1 else pieces[0]
         if np.any(dist < OVERLAP_TOLERANCE):
             at = int(np.flatnonzero(dist < OVERLAP_TOLERANCE)[0])
@@ -601,22 +603,22 @@ class _Group:
         # Order: (centre, kind, tie group, Z, atom index, S0, S1, S2), over "keys" = centre * n_kinds +
         # kind. A tie group is a run of a key's distances whose consecutive gaps are <= TIE_TOLERANCE.
         n_kinds = slots.n_kinds
-        if slots.kind_of_z is None:  # distance ordering: one kind, the keys are the centres
-            kind = np.zeros(len(row), dtype=np.int64)
-        else:
-            kind = slots.kind_of_z[self.numbers[structure_of[row], j]]
-            by_key = np.argsort(row * n_kinds + kind, kind="stable")
-            by_key = by_key[kind[by_key] >= 0]  # species without slots are left out
-            row, kind, j, shift, vec, dist = (a[by_key] for a in (row, kind, j, shift, vec, dist))
-        if len(row) == 0:  # e.g. a one-atom cluster
-            return row, kind, row, j, shift, vec, dist
-        key = row * n_kinds + kind  # non-decreasing
-        n_keys = len(center_index) * n_kinds
+        if slots.kind_of_z is None and in_order:  # distance ordering: one kind, the keys are the centres
+            key, key_dist, source = row, dist, None
+        else:  # the candidates grouped by centre, then kind; `source` maps the keys back to the candidates
+            kind = (np.zeros_like(row) if slots.kind_of_z is None
+                    else slots.kind_of_z[self.numbers[structure_of[row], j]])
+            source = np.argsort(row * n_kinds + kind, kind="stable")
+            source = source[kind[source] >= 0]  # species without slots are left out
+            key, key_dist = row[source] * n_kinds + kind[source], dist[source]
+        if len(key) == 0:  # e.g. a one-atom cluster
+            return key, key, key, j[:0], shift[:0], vec[:0], dist[:0]
+        n_keys = len(center_index) * n_kinds  # key is non-decreasing
         limit = np.tile(slots.limits, len(center_index))  # slots per key
-        by_distance = _sort_within_rows(key, dist, n_keys)
+        by_distance = _sort_within_rows(key, key_dist, n_keys)
         sorted_key = key[by_distance]
-        new_group = np.ones(len(dist), dtype=bool)
-        new_group[1:] = (np.diff(dist[by_distance]) > TIE_TOLERANCE) | (np.diff(sorted_key) != 0)
+        new_group = np.ones(len(key), dtype=bool)
+        new_group[1:] = (np.diff(key_dist[by_distance]) > TIE_TOLERANCE) | (np.diff(sorted_key) != 0)
         sorted_group = np.cumsum(new_group)
         # Only the groups up to the one holding each key's k-th neighbour matter.
         first = np.searchsorted(sorted_key, np.arange(n_keys))
@@ -624,60 +626,81 @@ class _Group:
         last = sorted_group[np.maximum(first + np.minimum(count, limit) - 1, 0)]
         needed = sorted_group <= last[sorted_key]
         subset, group = by_distance[needed], sorted_group[needed]
-        z = self.numbers[structure_of[row[subset]], j[subset]]
-        order = subset[_argsort_keys(group, _tie_code(z, j[subset], shift[subset], n_total))]
+        at = subset if source is None else source[subset]
+        z = self.numbers[structure_of[row[at]], j[at]]
+        order = subset[_argsort_keys(group, _tie_code(z, j[at], shift[at], n_total))]
         ordered_key = key[order]
         rank = np.arange(len(order)) - np.searchsorted(ordered_key, ordered_key)
         within = rank < limit[ordered_key]
         take = order[within]
-        return row[take], kind[take], rank[within], j[take], shift[take], vec[take], dist[take]
+        kind = key[take] % n_kinds
+        take = take if source is None else source[take]
+        return row[take], kind, rank[within], j[take], shift[take], vec[take], dist[take]
 
     def _candidates(self, structure_of, center_index, cutoff, reach, row_start):
         """Every (centre, atom, image) pair within the centre's cutoff except the centre itself.
 
-        Only images within ``reach`` shifts and within the cutoff of the centre's lattice planes are
-        formed: an image at fractional coordinate ``f_a`` along periodic axis a is at least
-        ``|f_a| * height_a`` from the centre, so each (centre, atom) pair gets a box of shifts, most
-        often a single one, instead of all ``prod(2 reach + 1)`` of them.
+        Each atom's image nearest to the centre (fractional displacement in [-0.5, 0.5) on each
+        periodic axis) is always tested. Further images are formed only within ``reach`` shifts and
+        within the cutoff of the centre's lattice planes: an image at fractional coordinate ``f_a``
+        along periodic axis a is at least ``|f_a| * height_a`` from the centre. So a cutoff just above
+        half a cell height adds the few images near the cell faces, not ``prod(2 reach + 1)`` times
+        the work.
+
+        :returns: row (position of the centre in the arguments, plus ``row_start``), atom index,
+            shift S (3 ints), vector (3, Å) and distance (Å) of the nearest images, rows in centre
+            order; then the same five arrays of the other images, also in centre order (absent when
+            ``reach`` is 0).
         """
         lattice = self.lattice[structure_of]
         displacement = self.positions[structure_of] - self.positions[structure_of, center_index][:, None, :]
         # Wrap to the image with fractional displacement in [-0.5, 0.5) on each periodic axis (the
-        # dual's zero rows leave non-periodic axes alone), then add the shifts of each pair's box.
+        # dual's zero rows leave non-periodic axes alone).
         fractional = displacement @ self.dual[structure_of].transpose(0, 2, 1)
         base = -np.floor(fractional + 0.5)
         displacement += base @ lattice
-        if not reach.any():  # the wrapped images only: no box to form
-            squared = np.einsum("cax,cax->ca", displacement, displacement)
-            keep = squared <= (cutoff * cutoff)[:, None]
-            keep[np.arange(len(center_index)), center_index] = False  # the centre (base 0)
-            c, n = np.nonzero(keep)
-            return c + row_start, n, base[c, n].astype(np.int64), displacement[c, n], np.sqrt(squared[c, n])
+        squared = np.einsum("cax,cax->ca", displacement, displacement)
+        keep = squared <= (cutoff * cutoff)[:, None]
+        keep[np.arange(len(center_index)), center_index] = False  # the centre (base 0)
+        c, n = np.nonzero(keep)
+        near = (c, n, base[c, n].astype(np.int64), displacement[c, n], np.sqrt(squared[c, n]))
+        if not reach.any():
+            return (near[0] + row_start,) + near[1:]
+
+        # The other images: a box of shifts per pair, |f + s| * height <= cutoff on each axis, widened
+        # by a rounding slack (the exact test follows); non-periodic axes have infinite heights,
+        # hence span 0 and f 0: shift 0 only.
         fractional += base
-        # |f + s| * height <= cutoff, widened by a rounding slack (the exact test comes below);
-        # non-periodic axes have infinite heights, hence span 0 and f 0: shift 0 only
         span = (cutoff * (1.0 + 1e-9) + 1e-9)[:, None, None] / self.heights[structure_of][:, None, :]
-        low = np.maximum(np.ceil(-span - fractional), -reach).astype(np.int64)  # (c, n, 3)
-        width = np.maximum(np.minimum(np.floor(span - fractional), reach).astype(np.int64) - low + 1, 0)
-        size = width.prod(axis=2)
-        c, n = np.nonzero(size)
-        size, low, width = size[c, n], low[c, n], width[c, n]
+        # a shift s != 0 on axis a needs |f_a + s| <= span_a, hence |f_a| >= 1 - span_a
+        beyond = np.abs(fractional) >= 1.0 - span
+        c, n = np.nonzero(beyond[:, :, 0] | beyond[:, :, 1] | beyond[:, :, 2])
+        f, span = fractional[c, n], span[c, 0]
+        low = np.maximum(np.ceil(-span - f), -reach).astype(np.int64)  # (pairs, 3)
+        high = np.minimum(np.floor(span - f), reach).astype(np.int64)
+        width = np.maximum(high - low + 1, 0)
+        size = width.prod(axis=1) - np.all((low <= 0) & (high >= 0), axis=1)  # without the nearest image
+        chosen = size > 0
+        c, n, low, width = c[chosen], n[chosen], low[chosen], width[chosen]
+        size = width.prod(axis=1)
         pair = np.repeat(np.arange(len(c)), size)
         local = np.arange(len(pair)) - np.repeat(np.cumsum(size) - size, size)
-        relative = np.empty((len(pair), 3), dtype=np.int64)  # shifts of each box, axis 0 slowest
+        relative = np.empty((len(pair), 3), dtype=np.int64)  # the shifts of each box, axis 0 slowest
         for axis in (2, 1, 0):
             local, relative[:, axis] = np.divmod(local, width[pair, axis])
         relative += low[pair]
         c, n = c[pair], n[pair]
         sides = 2 * reach + 1
-        shifts = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), axis=-1).reshape(-1, 3)
-        table = shifts @ self.lattice  # (B, shifts, 3) Å
-        shift_id = ((relative[:, 0] + reach[0]) * sides[1] + relative[:, 1] + reach[1]) * sides[2] + relative[:, 2] + reach[2]
+        shifts = np.stack(np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij"), axis=-1)
+        table = shifts.reshape(-1, 3) @ self.lattice  # (B, shifts, 3) Å
+        shift_id = ((relative[:, 0] + reach[0]) * sides[1] + relative[:, 1] + reach[1]) * sides[2] + (
+            relative[:, 2] + reach[2])
         vec = displacement[c, n] + table[structure_of[c], shift_id]
         squared = np.einsum("kx,kx->k", vec, vec)
-        keep = (squared <= (cutoff * cutoff)[c]) & ((n != center_index[c]) | relative.any(axis=1))
-        c, n, relative, vec, squared = c[keep], n[keep], relative[keep], vec[keep], squared[keep]
-        return c + row_start, n, base[c, n].astype(np.int64) + relative, vec, np.sqrt(squared)
+        keep = (squared <= (cutoff * cutoff)[c]) & relative.any(axis=1)
+        c, n, relative = c[keep], n[keep], relative[keep]
+        far = (c + row_start, n, base[c, n].astype(np.int64) + relative, vec[keep], np.sqrt(squared[keep]))
+        return (near[0] + row_start,) + near[1:] + far
 
 
 def _sort_within_rows(row, values, n_rows):

@@ -614,3 +614,19 @@ def test_transformer_with_species_ordering():
         twin.fit(structures)
     twin.set_params(species_counts=None)
     np.testing.assert_array_equal(twin.fit_transform(structures), local_coulomb_matrices(structures, n_atoms=10))
+
+
+@pytest.mark.parametrize("ordering", ["distance", "species"])
+def test_chunked_image_search_gives_the_same_values(ordering, monkeypatch):
+    # small cells (several image shifts per axis) searched a few centres at a time, as for large batches
+    import aiida_xesml.ml.descriptors as descriptors
+
+    structures = [_rattled(_rutile(), seed=s) for s in range(3)] + [_rattled(_quartz(), seed=s) for s in range(3)]
+    whole = local_coulomb_matrices(structures, ordering=ordering)
+    monkeypatch.setattr(descriptors, "_MAX_CANDIDATES", 500)
+    np.testing.assert_array_equal(local_coulomb_matrices(structures, ordering=ordering), whole)
+    for atoms in structures[:2]:
+        expected, _ = (_brute_force_species_features(atoms, 0, default_species_counts(20)) if ordering == "species"
+                       else _brute_force_features(atoms, 0, 20))
+        np.testing.assert_allclose(local_coulomb_matrix(atoms, centers=[0], ordering=ordering)[0], expected,
+                                   rtol=1e-10, atol=1e-12)
