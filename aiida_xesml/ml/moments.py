@@ -304,3 +304,10 @@ def targets_jacobian(moments, target_set: str = "moments") -> np.ndarray:
         m = np.atleast_2d(as_finite_array(moments, "moments", ndim=(1, 2)))
         return np.broadcast_to(np.eye(m.shape[1]), (len(m), m.shape[1], m.shape[1])).copy()
     return shift_free_jacobian(moments)
+
+
+def shift_free_transform(moments) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift_free_targets(moments), shift_free_jacobian(moments))``: the ``transform`` callable of
+    :class:`aiida_xesml.ml.mixture.PopulationInverse` (moments (n, 8) → targets (n, 6) and
+    d targets / d moments (n, 6, 8)) for a measured spectrum on its own energy axis."""
+    return shift_free_targets(moments), shift_free_jacobian(moments)

@@ -176,3 +176,12 @@ def test_moments_intensity_jacobian_matches_finite_differences():
         down[j] -= step
         numeric = (spectral_moments(grid, up) - spectral_moments(grid, down))[0] / (2 * step)
         np.testing.assert_allclose(analytic[:, j], numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_shift_free_transform_is_the_pair_the_population_inverse_takes():
+    from aiida_xesml.ml.moments import shift_free_transform
+
+    rows = np.array([[0.3, -17.0, 1.0, 0.1, 2.0, -5.0, 2.0, -0.2], [0.25, -18.5, 1.2, 0.3, 2.2, -5.6, 2.1, -0.1]])
+    targets, jacobian = shift_free_transform(rows)
+    np.testing.assert_array_equal(targets, shift_free_targets(rows))
+    np.testing.assert_array_equal(jacobian, shift_free_jacobian(rows))
