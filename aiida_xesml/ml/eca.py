@@ -7,23 +7,159 @@ P(x) = (x·Vᵀ)V + (x·v)v and the loss is the missing variance
 
     L(v) = Σ_i ||y_i − f(P(x_i))||² / Σ_i ||y_i − ȳ||²;   covered variance = 1 − L.
 
-The fit is full-batch L-BFGS over an unconstrained parametrization of the unit sphere in
-the orthogonal complement of V (``v = Q u / |Q u|``), with analytic gradients backpropagated through the
-emulator. Several seeded starts per component: the leading eigenvectors of the average outer product
-of the emulator's gradients (an active-subspace guess) and random directions, screened on a
-subsample and the best polished on all samples.
+How the fit is made fast (docs/topics/emulator-eca.md has the measured figures):
+
+- **One cheap pass per evaluation.** P(x) enters the network only through its first layer, and
+  P(x)·W₁ = (x·Vᵀ)(V W₁) + (x·v)(vᵀW₁): the fixed part is computed once per component, the
+  candidate adds a rank-one term. An evaluation of L and of its exact gradient is one forward and
+  one backward pass through the hidden layers (float64), in row blocks that stay in cache.
+- **Starts from the active subspace.** The leading eigenvectors of the emulator's mean JᵀJ,
+  projected on the orthogonal complement of V (a projector I − VᵀV, no null-space basis), are the
+  first starts. Random starts are screened only when the two leading active-subspace starts end in
+  different optima; when they agree the landscape gives no sign of a better basin.
+- **Coarse to fine.** Starts are screened on a small seeded subsample, and the best one is refined
+  on nested subsamples four times larger, then on all rows. A small quasi-Newton (L-BFGS) carries
+  its curvature pairs from one level to the next, so each finer level takes a few steps.
+- **Tolerances in covered-variance units.** A level stops when the quasi-Newton model predicts
+  less than ``tol`` (times the level's subsampling factor) of further gain.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import null_space
-from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
+from threadpoolctl import threadpool_limits
 
+from .emulator import _activate, _derivative
 from .progress import progress
-from .validation import as_finite_array, check_matching_rows
+from .validation import as_finite_array, check_integer, check_matching_rows, check_positive
+
+_BLOCK_ROWS = 1024  # rows per block of an evaluation: the layer activations stay in cache
+_JACOBIAN_ROWS = 500  # rows whose emulator Jacobians give the active-subspace starts
+_SCREEN_MAX_ITER = 50  # quasi-Newton iterations per start on the screening subsample
+_LEVEL_GROWTH = 4  # each refinement level has this many times more rows than the previous one
+
+
+def _level_sizes(n_rows: int, n_screen: int) -> list[int]:
+    """Row counts of the nested levels: n_screen, 4 n_screen, ... and finally all rows."""
+    sizes = [min(n_rows, n_screen)]
+    while sizes[-1] < n_rows:
+        grown = _LEVEL_GROWTH * sizes[-1]
+        sizes.append(n_rows if 2 * grown > n_rows else grown)
+    return sizes
+
+
+class _ProjectionLoss:
+    """L(v) and its gradient d L / d v (d,) on fixed rows, for fixed components V.
+
+    ``first_fixed`` (n, h₁) is (x·Vᵀ)(V W₁) + b₁, the part of the first layer's input that does
+    not depend on the candidate v. ``total`` is Σ_i ||y_i − ȳ||² over these rows.
+    """
+
+    def __init__(self, emulator, Xs, Ys, first_fixed, total):
+        self.coefs, self.intercepts = emulator.coefs_, emulator.intercepts_
+        self.activation = emulator.activation_
+        self.Xs, self.Ys, self.first_fixed, self.total = Xs, Ys, first_fixed, float(total)
+        self.n_evaluations = 0
+
+    def _block(self, Xs, Ys, first_fixed, v, c):
+        coefs, intercepts, activation = self.coefs, self.intercepts, self.activation
+        xv = Xs @ v
+        a = first_fixed + np.multiply.outer(xv, c)
+        last = len(coefs) - 1
+        hidden = []
+        for i in range(len(coefs)):
+            if i > 0:
+                a = a @ coefs[i]
+                a += intercepts[i]
+            if i < last:
+                a = _activate(activation, a)
+                hidden.append(a)
+        r = a - Ys
+        loss = float(np.einsum("ij,ij->", r, r))
+        g = r  # backpropagated to d (Σ r²) / d (first layer input), up to the factor 2
+        for i in range(last, 0, -1):
+            g = g @ coefs[i].T
+            g *= _derivative(activation, hidden[i - 1])
+        # first layer input = fixed + (x·v) c with c = W₁ᵀv: d/dv = x (g·c) + W₁ gᵀ(x·v)
+        return loss, Xs.T @ (g @ c) + coefs[0] @ (g.T @ xv)
+
+    def __call__(self, v):
+        self.n_evaluations += 1
+        c = self.coefs[0].T @ v
+        loss, gradient = 0.0, np.zeros_like(v)
+        for start in range(0, len(self.Xs), _BLOCK_ROWS):
+            rows = slice(start, start + _BLOCK_ROWS)
+            block_loss, block_gradient = self._block(self.Xs[rows], self.Ys[rows], self.first_fixed[rows], v, c)
+            loss += block_loss
+            gradient += block_gradient
+        return loss / self.total, gradient * (2.0 / self.total)
+
+
+def _on_sphere(loss, V):
+    """L as a function of an unconstrained u (v = u' / |u'|, u' = u without its part along V)."""
+
+    def fun(u):
+        u = u - V.T @ (V @ u)
+        norm = np.linalg.norm(u)
+        v = u / norm
+        value, g = loss(v)
+        g = g - v * (v @ g)
+        return value, (g - V.T @ (V @ g)) / norm
+
+    return fun
+
+
+def _lbfgs(fun, x, pairs=(), max_iter=100, tol=1e-7, memory=10, first_step=0.1):
+    """Minimize ``fun`` (value, gradient) from ``x`` by L-BFGS with a backtracking Armijo search.
+
+    ``pairs``: curvature pairs (s, y) to start from (those of a previous, similar problem).
+    Stops when the quasi-Newton model predicts a decrease below ``tol``, when the line search
+    fails, or after ``max_iter`` iterations. Returns (x, value, pairs, iterations).
+    """
+    S, Z = [list(p) for p in zip(*pairs)] if pairs else ([], [])
+    f, g = fun(x)
+    iterations = 0
+    while iterations < max_iter:
+        q, alphas = g.copy(), []
+        for s, z in zip(reversed(S), reversed(Z)):
+            alphas.append((s @ q) / (s @ z))
+            q -= alphas[-1] * z
+        if S:
+            q *= (S[-1] @ Z[-1]) / (Z[-1] @ Z[-1])
+        for s, z, alpha in zip(S, Z, reversed(alphas)):
+            q += (alpha - (z @ q) / (s @ z)) * s
+        p = -q
+        slope = g @ p
+        if not S or slope >= 0:  # no curvature yet, or not a descent direction: a short gradient step
+            S, Z = [], []
+            p = -g * (first_step * np.linalg.norm(x) / max(np.linalg.norm(g), 1e-300))
+            slope = g @ p
+        if -0.5 * slope < tol:
+            break
+        step = 1.0
+        for _ in range(30):
+            x_new = x + step * p
+            f_new, g_new = fun(x_new)
+            if f_new <= f + 1e-4 * step * slope:
+                break
+            curvature = f_new - f - step * slope
+            step = min(0.5 * step, max(0.1 * step, -slope * step * step / (2.0 * curvature)))
+        else:
+            break
+        iterations += 1
+        s, z = x_new - x, g_new - g
+        if s @ z > 1e-12 * np.linalg.norm(s) * np.linalg.norm(z):
+            S.append(s)
+            Z.append(z)
+            del S[:-memory], Z[:-memory]
+        x, f, g = x_new, f_new, g_new
+    return x, f, list(zip(S, Z)), iterations
+
+
+def _unit(vector):
+    return vector / np.linalg.norm(vector)
 
 
 class ECA(TransformerMixin, BaseEstimator):
@@ -32,27 +168,41 @@ class ECA(TransformerMixin, BaseEstimator):
     :param emulator: a fitted :class:`~aiida_xesml.ml.emulator.MLPEmulator` (X and Y passed to this
         class are in the emulator's input and output units; standardization happens inside).
     :param n_components: number of directions k (1 <= k <= d).
-    :param random_state: seed of the random starts.
-    :param n_restarts: starts per component (the active-subspace guesses count among them).
-    :param n_screen: samples used to screen the starts (all samples if fewer).
-    :param max_iter: L-BFGS iterations of the final optimization of each component.
-    :param verbose: show progress bars on stderr: one step per screened start and per final
-        optimization in ``fit``, one per start in ``inverse``. The results do not depend on it.
+    :param random_state: seed of the row subsamples and of the random starts.
+    :param n_restarts: starts per component: the two leading active-subspace directions, then
+        ``n_restarts - 2`` random ones, screened only when the first two end in different optima.
+    :param n_screen: rows of the screening subsample (all rows if fewer); refinement levels of 4x
+        more rows follow, then all rows.
+    :param max_iter: quasi-Newton iterations per refinement level of each component.
+    :param tol: stopping tolerance in covered-variance units (dimensionless): on all rows, a
+        component stops when the quasi-Newton model predicts a further gain below ``tol``; on a
+        subsample of n_level of the n rows the tolerance is ``min(1e-3, tol * n / n_level)``.
+    :param always_screen: screen the random starts even when the two active-subspace starts agree
+        (slower; for rugged landscapes where both can fall into the same, not the best, optimum).
+    :param verbose: show progress bars on stderr: one step per start (screened or skipped) and
+        one per final refinement in ``fit``, one per start in ``inverse``. The results do not
+        depend on it.
 
     Fitted attributes: ``components_`` (k, d) orthonormal rows in standardized X space;
-    ``covered_variance_`` (k,) cumulative covered variance of Y; ``covered_variance_x_`` (k,) the
-    same for standardized X; ``scores_mean_``, ``scores_std_`` (k,) of the training scores;
-    ``n_features_in_``; ``restart_losses_`` (list per component of the screened losses).
+    ``covered_variance_`` (k,) cumulative covered variance of Y on the training rows;
+    ``covered_variance_x_`` (k,) the same for standardized X; ``scores_mean_``, ``scores_std_`` (k,)
+    of the training scores; ``n_features_in_``; ``restart_losses_`` (list per component of the
+    screened starts' losses on the screening subsample; skipped starts are left out);
+    ``level_sizes_`` (rows of each level); ``n_evaluations_`` (k, levels) loss evaluations.
+    Held-out figures: :meth:`covered_variance`, :meth:`covered_variance_x`, :meth:`score`.
     """
 
     def __init__(self, emulator, n_components: int = 3, random_state: int | None = 0, n_restarts: int = 4,
-                 n_screen: int = 2000, max_iter: int = 300, verbose: bool = False):
+                 n_screen: int = 500, max_iter: int = 300, tol: float = 1e-6, always_screen: bool = False,
+                 verbose: bool = False):
         self.emulator = emulator
         self.n_components = n_components
         self.random_state = random_state
         self.n_restarts = n_restarts
         self.n_screen = n_screen
         self.max_iter = max_iter
+        self.tol = tol
+        self.always_screen = always_screen
         self.verbose = verbose
 
     # ----- helpers --------------------------------------------------------------------------------
@@ -76,80 +226,89 @@ class ECA(TransformerMixin, BaseEstimator):
         if not hasattr(self, "components_"):
             raise NotFittedError("this ECA is not fitted yet; call fit() first")
 
-    def _projection_loss(self, Xs, Ys, total, V, Q):
-        """Loss L(u) and its gradient for candidate ``v = Q u / |Q u|`` with fixed directions V."""
-        emulator = self.emulator
-
-        def loss_and_grad(u):
-            w = Q @ u
-            norm = np.linalg.norm(w)
-            v = w / norm
-            basis = np.vstack([V, v[None, :]])
-            P = (Xs @ basis.T) @ basis
-
-            def residual(Yp):
-                r = Yp - Ys
-                return float(np.sum(r * r) / total), 2.0 * r / total
-
-            loss, _, gP = emulator.forward_backward_scaled(P, residual)
-            xv, gv = Xs @ v, gP @ v
-            gradient = gP.T @ xv + Xs.T @ gv  # dP/dv = x·v I + v xᵀ (the V part does not depend on v)
-            g_w = (gradient - v * (v @ gradient)) / norm
-            return loss, Q.T @ g_w
-
-        return loss_and_grad
-
-    def _starts(self, Xs, Q, rng, n_random):
-        """Active-subspace guesses (in u coordinates) followed by random ones."""
-        sample = Xs[rng.choice(len(Xs), size=min(len(Xs), 500), replace=False)]
-        J = self.emulator.jacobian_scaled(sample)  # (n, m, d)
-        C = np.einsum("nmd,nme->de", J, J) / len(sample)
-        values, vectors = np.linalg.eigh(Q.T @ C @ Q)
-        guided = [vectors[:, -1 - i] for i in range(min(2, Q.shape[1]))]
-        randoms = [rng.standard_normal(Q.shape[1]) for _ in range(n_random)]
-        return guided + randoms
-
     # ----- estimator API --------------------------------------------------------------------------
 
     def fit(self, X, Y):
         """Find ``n_components`` directions for data X (n, d) and targets Y (n, m). Returns self."""
         X, Y = self._check_data(X, Y)
         d = X.shape[1]
-        k_max = int(self.n_components)
+        try:
+            k_max = int(self.n_components)
+        except (TypeError, ValueError):
+            k_max = 0
         if not 1 <= k_max <= d:
             raise ValueError(f"`n_components` must lie in [1, {d}] (the number of input features); got {self.n_components}")
+        n_restarts = check_integer(self.n_restarts, "n_restarts", minimum=0)
+        n_screen = check_integer(self.n_screen, "n_screen", minimum=1)
+        max_iter = check_integer(self.max_iter, "max_iter", minimum=1)
+        tol = check_positive(self.tol, "tol")
+        # The blocks are small matrix products: threads only add overhead (and contend on a
+        # shared machine), so BLAS runs on one thread during the fit.
+        with threadpool_limits(limits=1, user_api="blas"):
+            self._fit(X, Y, k_max, n_restarts, n_screen, max_iter, tol)
+        return self
+
+    def _fit(self, X, Y, k_max, n_restarts, n_screen, max_iter, tol):
         emulator = self.emulator
         Xs, Ys = emulator.scale_x(X), emulator.scale_y(Y)
-        rng = np.random.default_rng(self.random_state)
-        screen = rng.choice(len(Xs), size=min(len(Xs), int(self.n_screen)), replace=False)
-        total = float(np.sum((Ys - Ys.mean(axis=0)) ** 2))
-        total_screen = float(np.sum((Ys[screen] - Ys[screen].mean(axis=0)) ** 2))
-        total_x = float(np.sum((Xs - Xs.mean(axis=0)) ** 2))
-        if total <= 0:
+        n, d = Xs.shape
+        if np.all(Y == Y[0]):  # tested exactly: the mean of equal numbers need not be exact
             raise ValueError("`Y` has no variance: there is nothing for ECA to explain")
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(n)
+        Xs_p, Ys_p = Xs[order], Ys[order]  # every level is a leading block of this seeded order
+        sizes, totals = [], []
+        for size in _level_sizes(n, n_screen):
+            total = float(np.sum((Ys_p[:size] - Ys_p[:size].mean(axis=0)) ** 2))
+            if size == n or not np.all(Ys_p[:size] == Ys_p[0]):  # a subsample without variance cannot screen
+                sizes.append(size)
+                totals.append(total)
+        J = emulator.jacobian_scaled(Xs_p[:_JACOBIAN_ROWS])
+        outer = np.einsum("nmd,nme->de", J, J) / len(J)  # mean JᵀJ: the active subspace
+        total_x = 0.0 if np.all(X == X[0]) else float(np.sum((Xs - Xs.mean(axis=0)) ** 2))
+        coef0, intercept0 = emulator.coefs_[0], emulator.intercepts_[0]
 
         V = np.zeros((0, d))
-        covered, covered_x, restart_losses = [], [], []
-        n_random = max(0, int(self.n_restarts) - 2)
-        steps = sum(min(2, d - i) + n_random + 1 for i in range(k_max))  # screened starts + final fit
+        covered, covered_x, restart_losses, evaluations = [], [], [], []
+        n_random = max(0, n_restarts - 2)
+        steps = sum(min(2, d - i) + n_random + 1 for i in range(k_max))  # starts + final refinement
         with progress(total=steps, desc="ECA fit", enabled=self.verbose, unit="fit") as bar:
             for i in range(k_max):
                 bar.set_postfix_str(f"component {i + 1}/{k_max}")
-                Q = null_space(V) if len(V) else np.eye(d)
-                starts = self._starts(Xs, Q, rng, n_random)
-                screen_fn = self._projection_loss(Xs[screen], Ys[screen], total_screen, V, Q)
+                complement = np.eye(d) - V.T @ V
+                values, vectors = np.linalg.eigh(complement @ outer @ complement)
+                starts = []
+                for j in range(min(2, d - i)):
+                    guess = complement @ vectors[:, -1 - j]
+                    if np.linalg.norm(guess) < 0.5:  # a flat emulator: the eigenvector fell in span(V)
+                        guess = complement @ rng.standard_normal(d)
+                    starts.append(_unit(guess))
+                randoms = [_unit(complement @ rng.standard_normal(d)) for _ in range(n_random)]
+                first_fixed = (Xs_p @ V.T) @ (V @ coef0) + intercept0
+
+                losses = [_ProjectionLoss(emulator, Xs_p[:size], Ys_p[:size], first_fixed[:size], total)
+                          for size, total in zip(sizes, totals)]
+                funs = [_on_sphere(loss, V) for loss in losses]
+                level_tols = [min(1e-3, tol * n / size) for size in sizes]
+                screen_fun, screen_tol = funs[0], level_tols[0]
                 screened = []
                 for u0 in starts:
-                    screened.append(minimize(screen_fn, u0, jac=True, method="L-BFGS-B", options={"maxiter": 40}))
+                    screened.append(_lbfgs(screen_fun, u0, max_iter=min(_SCREEN_MAX_ITER, max_iter), tol=screen_tol))
                     bar.update()
-                restart_losses.append([float(result.fun) for result in screened])
-                best = min(screened, key=lambda result: result.fun)
-                full_fn = self._projection_loss(Xs, Ys, total, V, Q)
-                result = minimize(full_fn, best.x, jac=True, method="L-BFGS-B",
-                                  options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
-                w = Q @ result.x
-                V = np.vstack([V, w / np.linalg.norm(w)])
-                covered.append(1.0 - float(result.fun))
+                agree = (not self.always_screen and len(screened) == 2
+                         and abs(screened[0][1] - screened[1][1]) <= max(1e-4, 10 * screen_tol))
+                for u0 in randoms:
+                    if not agree:
+                        screened.append(_lbfgs(screen_fun, u0, max_iter=min(_SCREEN_MAX_ITER, max_iter),
+                                               tol=screen_tol))
+                    bar.update()
+                restart_losses.append([float(result[1]) for result in screened])
+                u, value, pairs, _ = min(screened, key=lambda result: result[1])
+                for index in range(1, len(sizes)) if len(sizes) > 1 else [0]:
+                    u, value, pairs, _ = _lbfgs(funs[index], u, pairs, max_iter=max_iter, tol=level_tols[index])
+                V = np.vstack([V, _unit(complement @ u)])
+                covered.append(1.0 - float(value))
+                evaluations.append([loss.n_evaluations for loss in losses])
                 residual_x = Xs - (Xs @ V.T) @ V
                 covered_x.append(1.0 - float(np.sum((residual_x - residual_x.mean(axis=0)) ** 2)) / total_x
                                  if total_x > 0 else 1.0)
@@ -163,7 +322,59 @@ class ECA(TransformerMixin, BaseEstimator):
         self.scores_std_ = np.where(scores.std(axis=0) > 0, scores.std(axis=0), 1.0)
         self.n_features_in_ = d
         self.restart_losses_ = restart_losses
-        return self
+        self.level_sizes_ = list(sizes)
+        self.n_evaluations_ = np.array(evaluations)
+
+    def covered_variance(self, X, Y) -> np.ndarray:
+        """Cumulative covered variance of Y (k,) on any rows, e.g. held-out ones (dimensionless).
+
+        Entry k−1 is 1 − Σ_i ||y_i − f(P_k(x_i))||² / Σ_i ||y_i − ȳ||² in the emulator's
+        standardized Y space, with P_k the projection on the first k components and ȳ the mean of
+        these rows. On the training rows it equals ``covered_variance_``. It can be negative on
+        rows the emulator does not describe.
+        """
+        self._check_fitted()
+        X, Y = self._check_data(X, Y)
+        Xs, Ys = self.emulator.scale_x(X), self.emulator.scale_y(Y)
+        total = float(np.sum((Ys - Ys.mean(axis=0)) ** 2))
+        if np.all(Y == Y[0]):
+            raise ValueError(f"`Y` has no variance over its {len(Y)} row(s); the covered variance needs rows "
+                             "whose targets differ")
+        scores = Xs @ self.components_.T
+        covered = []
+        for k in range(1, len(self.components_) + 1):
+            missing = 0.0
+            for start in range(0, len(Xs), _BLOCK_ROWS):
+                rows = slice(start, start + _BLOCK_ROWS)
+                residual = self.emulator.predict_scaled(scores[rows, :k] @ self.components_[:k]) - Ys[rows]
+                missing += float(np.einsum("ij,ij->", residual, residual))
+            covered.append(1.0 - missing / total)
+        return np.array(covered)
+
+    def covered_variance_x(self, X) -> np.ndarray:
+        """Cumulative covered variance of standardized X (k,) on any rows (dimensionless).
+
+        Entry k−1 is 1 − Σ_i ||r_i − r̄||² / Σ_i ||x_i − x̄||² with r_i = x_i − P_k(x_i), in the
+        emulator's standardized X space; on the training rows it equals ``covered_variance_x_``.
+        """
+        self._check_fitted()
+        X, _ = self._check_data(X)
+        Xs = self.emulator.scale_x(X)
+        total = float(np.sum((Xs - Xs.mean(axis=0)) ** 2))
+        if np.all(X == X[0]):
+            raise ValueError(f"`X` has no variance over its {len(X)} row(s); the covered variance needs rows "
+                             "that differ")
+        covered = []
+        for k in range(1, len(self.components_) + 1):
+            V = self.components_[:k]
+            residual = Xs - (Xs @ V.T) @ V
+            covered.append(1.0 - float(np.sum((residual - residual.mean(axis=0)) ** 2)) / total)
+        return np.array(covered)
+
+    def score(self, X, Y) -> float:
+        """Covered variance of Y with all k components on rows X, Y (scikit-learn's ``score``:
+        higher is better); the last entry of :meth:`covered_variance`."""
+        return float(self.covered_variance(X, Y)[-1])
 
     def transform(self, X) -> np.ndarray:
         """Scores T = x_s Vᵀ (n, k) of samples X in emulator input units."""
