@@ -47,6 +47,10 @@ GE_SEMICORE_LD1_INPUT = """&input
 """
 MAX_UPF_LINE = 200  # pw.x 6.7 rejects much longer lines ("line too long")
 DEFAULT_PROFILE = "xesml"
+# Seconds between two scheduler polls of `localhost` (a `ps` call with core.direct): a job's end is
+# noticed within this time. AiiDA's default for computers is 10 s, meant for remote schedulers; a
+# 20-40 s QE run on a workstation would wait 5 s on average for it (core.local alone defaults to 0.1 s).
+LOCAL_JOB_POLL_INTERVAL_S = 1.0
 # mpirun refuses root without these; one OpenMP thread per MPI process is fastest on 2 cores. Ranks
 # that wait yield the core instead of spinning, so that several runs on one workstation (the snapshots
 # of xesml.spectra under core.direct) share it instead of slowing each other down many times over.
@@ -144,7 +148,11 @@ def get_localhost(label: str = "localhost"):
             scheduler_type="core.direct", workdir=str(Path(tempfile.gettempdir()) / "aiida-xesml-work"),
         ).store()
     if not computer.is_configured:
-        computer.configure()
+        # core.local opens a transport at once (no safe interval: there is no server to protect)
+        computer.configure(safe_interval=0.0)
+    if computer.transport_type == "core.local" and computer.get_minimum_job_poll_interval() != LOCAL_JOB_POLL_INTERVAL_S:
+        computer.set_minimum_job_poll_interval(LOCAL_JOB_POLL_INTERVAL_S)
+        _echo(f"computer `{label}`: scheduler polled every {LOCAL_JOB_POLL_INTERVAL_S} s")
     # `verdi presto` sets 1 MPI process; pw.x on two processes is about 2x faster on 2 cores (QE-NOTES.md).
     if (computer.get_default_mpiprocs_per_machine() or 1) < (os.cpu_count() or 1):
         computer.set_default_mpiprocs_per_machine(os.cpu_count() or 1)

@@ -131,6 +131,21 @@ def project_sites(orbital_projections, orbital_site, orbital_l, n_sites: int, l:
     return result
 
 
+def occupied_bands(n_electrons: float, n_bands: int) -> int:
+    """Number of doubly occupied bands of a spin-unpolarized insulator: ⌊round(N_electrons) / 2⌋.
+
+    :raises ValueError: when that is not between 1 and ``n_bands`` (projwfc.x had too few bands).
+    """
+    try:
+        count = int(round(float(n_electrons))) // 2
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"`n_electrons` must be a number; got {n_electrons!r}") from exc
+    if not 1 <= count <= n_bands:
+        raise ValueError(f"{n_electrons} electrons fill {count} bands, but {n_bands} bands were computed: "
+                         "set `nbnd` to at least the number of occupied bands")
+    return count
+
+
 def site_spectra(eigenvalues, projections, k_weights, grid=None, fwhm: float = 1.0, lorentzian_fwhm: float = 0.0,
                  alignment: str = "vbm", homo: float | None = None, d_projections=None, reference=None) -> SiteSpectra:
     """Broadened p-projected occupied DOS of each site, aligned (SCIENCE.md §2).

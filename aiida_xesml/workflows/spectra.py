@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import WorkChain, while_
+from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 
 from aiida_xesml.calculations.merge_spectra import merge_spectra
@@ -32,9 +32,12 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
                            namespace_options={"help": "Inputs of xesml.spectrum, shared by all snapshots."})
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.input("max_concurrent", valid_type=orm.Int, default=lambda: orm.Int(0),
-                   help="0 (default): launch every snapshot at once, for a scheduler to queue. N > 0: at most N at a "
-                        "time, in waves, for a computer without a queue (core.direct on a workstation).")
-        spec.outline(cls.validate_inputs, cls.setup, while_(cls.has_pending)(cls.run_snapshots), cls.results)
+                   help="0 (default): launch every snapshot at once, for a scheduler to queue. N > 0: keep N running, "
+                        "launching the next as soon as the oldest finishes, for a computer without a queue "
+                        "(core.direct on a workstation: e.g. 2 snapshots of 1 MPI process each on 2 cores, so that "
+                        "one snapshot's AiiDA steps overlap the other's QE run).")
+        spec.outline(cls.validate_inputs, cls.setup, while_(cls.has_pending)(cls.run_snapshots), cls.wait_all,
+                     cls.results)
         spec.output("spectra", valid_type=orm.ArrayData,
                     help="XesSpectraData of all sites of all finished snapshots (snapshot index, site index, label).")
         spec.output_namespace("snapshot_spectra", valid_type=orm.ArrayData, dynamic=True,
@@ -101,34 +104,44 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         structures = [frames[key] for key in sorted(frames, key=natural_key)]
         self.ctx.structures = structures
         self.ctx.n_snapshots = len(structures)
-        self.ctx.n_launched = 0
+        self.ctx.launched = []  # pks of the xesml.spectrum children, in snapshot order
 
     def has_pending(self):
-        return self.ctx.n_launched < self.ctx.n_snapshots
+        return len(self.ctx.launched) < self.ctx.n_snapshots
 
     def run_snapshots(self):
-        """Launch one xesml.spectrum per snapshot: all at once (the daemon and the scheduler run them in
-        parallel), or the next ``max_concurrent`` of them."""
+        """Launch xesml.spectrum children: all at once (the daemon and the scheduler run them in parallel),
+        or until ``max_concurrent`` are running; then wait for the oldest that still runs (a sliding
+        window, so that the snapshots' QE runs and AiiDA steps fall out of step and overlap)."""
         structures = self.ctx.structures
         labels = self.inputs.labels.get_list() if "labels" in self.inputs else [None] * len(structures)
-        first = self.ctx.n_launched
         size = self.inputs.max_concurrent.value
-        last = len(structures) if size <= 0 else min(len(structures), first + size)
-        for index in range(first, last):
-            structure, label = structures[index], labels[index]
+        running = [pk for pk in self.ctx.launched if not orm.load_node(pk).is_terminated]
+        first = len(self.ctx.launched)
+        while len(self.ctx.launched) < len(structures) and (size <= 0 or len(running) < size):
+            index = len(self.ctx.launched)
             inputs = AttributeDict(self.exposed_inputs(SpectrumWorkChain, namespace="spectrum"))
-            inputs.structure = structure
-            if label is not None:
-                inputs.label = orm.Float(label)
+            inputs.structure = structures[index]
+            if labels[index] is not None:
+                inputs.label = orm.Float(labels[index])
             inputs.clean_workdir = self.inputs.clean_workdir
             inputs.metadata.call_link_label = f"snapshot_{index}"
             node = self.submit(SpectrumWorkChain, **inputs)
-            self.to_context(**{f"snapshot_{index}": node})
-        self.ctx.n_launched = last
+            self.ctx.launched.append(node.pk)
+            running.append(node.pk)
+        last = len(self.ctx.launched) - 1
         if first:
-            done = sum(self.ctx[f"snapshot_{index}"].is_finished_ok for index in range(first))
+            done = sum(orm.load_node(pk).is_finished_ok for pk in self.ctx.launched[:first])
             self.report(f"snapshots done: {done}/{len(structures)} ok so far")
-        self.report(f"launched xesml.spectrum for snapshots {first}..{last - 1} of {len(structures)}")
+        if last >= first:
+            self.report(f"launched xesml.spectrum for snapshots {first}..{last} of {len(structures)}")
+        if self.has_pending():
+            return ToContext(oldest_running=orm.load_node(running[0]))
+        return None
+
+    def wait_all(self):
+        """Wait for every snapshot still running."""
+        return ToContext(**{f"snapshot_{index}": orm.load_node(pk) for index, pk in enumerate(self.ctx.launched)})
 
     def results(self):
         finished, failed = {}, []

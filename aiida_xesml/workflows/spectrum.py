@@ -16,7 +16,8 @@ from aiida.plugins import CalculationFactory
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
-from aiida_xesml.calculations.compute_spectra import ATOMIC_PROJ_PATH, compute_spectra
+from aiida_xesml.calculations.compute_spectra import compute_spectra
+from aiida_xesml.calculations.projwfc import ProjwfcCalculation
 from aiida_xesml.workflows.common import (
     PROTOCOL_DIR,
     CleanWorkdirMixin,
@@ -27,10 +28,7 @@ from aiida_xesml.workflows.common import (
 )
 from aiida_xesml.workflows.md import pw_base_builder
 
-ProjwfcCalculation = CalculationFactory("quantumespresso.projwfc")
 PpCalculation = CalculationFactory("quantumespresso.pp")
-PROJWFC_PARSER = "xesml.projwfc"  # upstream's parser, with a damaged stdout as an exit code, not an exception
-UPSTREAM_PROJWFC_PARSER = "quantumespresso.projwfc"
 
 ALIGNMENTS = ("vbm", "potential", "semicore")
 DEFAULT_PARAMETERS = {
@@ -102,18 +100,14 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.expose_inputs(PwBaseWorkChain, namespace="scf", exclude=("clean_workdir", "pw.structure"),
                            namespace_options={"help": "Inputs of the SCF (PwBaseWorkChain)."})
         spec.expose_inputs(ProjwfcCalculation, namespace="projwfc", exclude=("parent_folder",),
-                           namespace_options={"help": "Inputs of projwfc.x; parent_folder is the SCF's."})
+                           namespace_options={"help": "Inputs of projwfc.x (the plugin's ProjwfcCalculation: "
+                                                      "full-precision per-site projections, a lean repository); "
+                                                      "parent_folder is the SCF's."})
         spec.expose_inputs(PpCalculation, namespace="pp", exclude=("parent_folder", "parameters"),
                            namespace_options={"required": False, "populate_defaults": False,
                                               "help": "pp.x inputs (code, metadata), for alignment='potential'."})
-        spec.outline(
-            cls.validate_inputs,
-            cls.run_scf,
-            cls.inspect_scf,
-            cls.run_projections,
-            cls.inspect_projections,
-            cls.results,
-        )
+        # Few steps: each is a checkpoint written by the daemon (inspections open the next step).
+        spec.outline(cls.validate_inputs, cls.run_scf, cls.run_projections, cls.results)
         spec.output("spectra", valid_type=orm.ArrayData, help="XesSpectraData: one spectrum per emitting site.")
         spec.exit_code(301, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
@@ -192,24 +186,14 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.report(f"launched SCF <{node.pk}>")
         return ToContext(scf=node)
 
-    def inspect_scf(self):
+    def run_projections(self):
+        """Check the SCF; then projwfc.x on it, and pp.x for the potential alignment, side by side."""
         if not self.ctx.scf.is_finished_ok:
             return self.exit_codes.ERROR_SCF_FAILED.format(status=self.ctx.scf.exit_status)
-        return None
-
-    def run_projections(self):
-        """projwfc.x on the SCF, and pp.x for the potential alignment, side by side."""
         remote = self.ctx.scf.outputs.remote_folder
         inputs = AttributeDict(self.exposed_inputs(ProjwfcCalculation, namespace="projwfc"))
         inputs.parent_folder = remote
         inputs.metadata.call_link_label = "projwfc"
-        # A damaged stdout becomes exit code 311 instead of an excepted calculation (parsers/projwfc.py);
-        # a parser the user chose explicitly is kept.
-        options = inputs.metadata.setdefault("options", {})
-        if options.get("parser_name", UPSTREAM_PROJWFC_PARSER) == UPSTREAM_PROJWFC_PARSER:
-            options["parser_name"] = PROJWFC_PARSER
-        # The stdout rounds projections to three decimals; atomic_proj.xml has them at full precision.
-        options["additional_retrieve_list"] = [*options.get("additional_retrieve_list", []), ATOMIC_PROJ_PATH]
         running = {"projwfc": self.submit(ProjwfcCalculation, **inputs)}
         if self.ctx.parameters["alignment"] == "potential":
             inputs = AttributeDict(self.exposed_inputs(PpCalculation, namespace="pp"))
@@ -220,23 +204,19 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             running["pp"] = self.submit(PpCalculation, **inputs)
         return ToContext(**running)
 
-    def inspect_projections(self):
+    def results(self):
+        """Check projwfc.x (and pp.x); then the spectra from the per-site projections."""
         node = self.ctx.projwfc
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_PROJWFC_FAILED.format(reason=failure_reason(node))
         if "pp" in self.ctx and not self.ctx.pp.is_finished_ok:
             return self.exit_codes.ERROR_PP_FAILED.format(reason=failure_reason(self.ctx.pp))
-        return None
-
-    def results(self):
         kwargs = {"potential": self.ctx.pp.outputs.output_data} if "pp" in self.ctx else {}
-        kwargs["retrieved"] = self.ctx.projwfc.outputs.retrieved
         if "label" in self.inputs:
             kwargs["label"] = self.inputs.label
         try:
             spectra = compute_spectra(
-                projections=self.ctx.projwfc.outputs.projections, bands=self.ctx.projwfc.outputs.bands,
-                structure=self.inputs.structure, scf_parameters=self.ctx.scf.outputs.output_parameters,
+                site_projections=node.outputs.site_projections, structure=self.inputs.structure,
                 parameters=orm.Dict(self.ctx.parameters), metadata={"call_link_label": "compute_spectra"}, **kwargs,
             )
         except ValueError as exc:

@@ -88,3 +88,14 @@ def test_project_sites_sums_the_p_orbitals_of_each_site():
     result = project_sites(weights, [0, 0, 0, 1, 1], [0, 1, 1, 1, 2], n_sites=2, l=1)
     np.testing.assert_allclose(result[0], weights[1] + weights[2])
     np.testing.assert_allclose(result[1], weights[3])
+
+
+def test_occupied_bands_from_the_electron_count():
+    from aiida_xesml.ml.spectra import occupied_bands
+
+    assert occupied_bands(256.0, 128) == 128
+    assert occupied_bands(31.9999999, 20) == 16
+    with pytest.raises(ValueError, match="nbnd"):
+        occupied_bands(258, 128)
+    with pytest.raises(ValueError, match="n_electrons"):
+        occupied_bands("many", 128)

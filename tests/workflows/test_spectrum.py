@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 
 from aiida_xesml.ml.moments import DEFAULT_WINDOWS
@@ -24,16 +25,21 @@ def spectrum_builder(qe_codes, pseudo_family):
 
 
 @pytest.fixture(scope="module")
-def polymorph_spectra(qe_codes, pseudo_family):
-    """Spectra of both polymorphs at their experimental cells (one SCF + projwfc each)."""
-    spectra = {}
+def polymorph_runs(qe_codes, pseudo_family):
+    """xesml.spectrum of both polymorphs at their experimental cells (one SCF + projwfc each)."""
+    runs = {}
     for name, atoms in (("rutile", rutile_geo2()), ("quartz", quartz_geo2())):
         builder = SpectrumWorkChain.get_builder_from_protocol(
             qe_codes["pw"], qe_codes["projwfc"], orm.StructureData(ase=atoms), protocol="fast")
         results, node = run_get_node(builder)
         assert node.is_finished_ok, node.exit_message
-        spectra[name] = results["spectra"]
-    return spectra
+        runs[name] = node
+    return runs
+
+
+@pytest.fixture(scope="module")
+def polymorph_spectra(polymorph_runs):
+    return {name: node.outputs.spectra for name, node in polymorph_runs.items()}
 
 
 def test_every_ge_site_gets_a_spectrum_with_both_peaks(polymorph_spectra):
@@ -116,8 +122,14 @@ def test_failed_snapshot_is_left_out_and_the_others_kept(qe_codes, pseudo_family
         qe_codes["pw"], qe_codes["projwfc"], structures, protocol="fast", labels=[0.0, 10.0, 20.0],
         overrides={"scf": {"max_iterations": 1, "pw": {"parameters": {"ELECTRONS": {"electron_maxstep": 15,
                                                                                 "startingwfc": "atomic+random"}}}}})
+    builder.max_concurrent = orm.Int(2)
     results, node = run_get_node(builder)
     assert node.exit_status == SpectraWorkChain.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.status, node.exit_message
+    # a sliding window of two: never three snapshots at once, and the third waits for the first
+    children = sorted((c for c in node.called if c.process_label == "SpectrumWorkChain"), key=lambda c: c.ctime)
+    calls = [c.base.links.get_incoming(link_type=LinkType.CALL_WORK).one().link_label for c in children]
+    assert calls == ["snapshot_0", "snapshot_1", "snapshot_2"]
+    assert children[2].ctime >= children[0].mtime or children[2].ctime >= children[1].mtime
     assert "1 of 3" in node.exit_message
     merged = results["spectra"]
     np.testing.assert_array_equal(merged.snapshot_index, [0, 0, 2, 2])
@@ -184,3 +196,86 @@ def test_semicore_alignment_with_the_ld1x_family(qe_codes, pseudo_family):
         inside = (energy >= lo) & (energy <= hi)
         window = spectra.intensity[:, inside]
         assert np.all(window.max(axis=1) > 5 * np.maximum(window[:, 0], window[:, -1]))
+
+
+def _child(node, label):
+    return next(child for child in node.called if child.process_label == label)
+
+
+def test_the_repository_keeps_the_compact_outputs_only(polymorph_runs):
+    """atomic_proj.xml and the per-k projection listing are read once (temporarily retrieved); the
+    repository keeps the stdout's header, Löwdin charges and timings, and the per-site arrays."""
+    calculation = _child(polymorph_runs["quartz"], "ProjwfcCalculation")
+    retrieved = calculation.outputs.retrieved.base.repository
+    names = set(retrieved.list_object_names())
+    assert "aiida.out" in names and not names & {"out", "aiida.projections.out", "atomic_proj.xml"}, names
+    stdout = retrieved.get_object_content("aiida.out")
+    assert "JOB DONE" in stdout and "state #   1: atom" in stdout and "Lowdin Charges" in stdout
+    assert "==== e(" not in stdout and "psi = " not in stdout
+    assert {"site_projections", "Dos", "Pdos", "output_parameters"} <= set(calculation.outputs)
+    assert "projections" not in calculation.outputs
+    arrays = calculation.outputs.site_projections
+    assert arrays.get_array("p_weights").shape == (9, *arrays.get_array("eigenvalues_ev").shape)
+    assert "d_weights" not in arrays.get_arraynames()  # the Debian Ge and O datasets have no d states
+    assert arrays.base.attributes.get("site_kinds") == ["Ge"] * 3 + ["O"] * 6
+
+
+def test_site_projections_equal_upstream_by_orbital_position(polymorph_runs, qe_codes):
+    """An independent route to the same numbers: aiida-quantumespresso's own ProjwfcCalculation on the
+    same SCF, its orbitals mapped to sites by position (not by projwfc.x's atom index) and its
+    atomic_proj.xml read from the repository."""
+    from aiida.plugins import CalculationFactory
+
+    from aiida_xesml.ml.atomic_proj import read_atomic_proj
+    from aiida_xesml.ml.spectra import map_orbitals_to_sites, project_sites
+
+    node = polymorph_runs["quartz"]
+    builder = CalculationFactory("quantumespresso.projwfc").get_builder()
+    builder.code = qe_codes["projwfc"]
+    builder.parameters = _child(node, "ProjwfcCalculation").inputs.parameters
+    builder.parent_folder = _child(node, "PwBaseWorkChain").outputs.remote_folder
+    builder.metadata.options = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1},
+                                "additional_retrieve_list": ["out/aiida.save/atomic_proj.xml"]}
+    results, upstream = run_get_node(builder)
+    assert upstream.is_finished_ok, upstream.exit_message
+    # a retrieve-list path without wildcards lands under its base name
+    full = read_atomic_proj(results["retrieved"].base.repository.get_object_content("atomic_proj.xml", mode="rb"))
+    orbitals = [orbital.get_orbital_dict() for orbital in results["projections"].get_orbitals()]
+    atoms = node.inputs.structure.get_ase()
+    site = map_orbitals_to_sites([o["position"] for o in orbitals], atoms.positions, atoms.cell[:])
+    expected = project_sites(full.weights, site, [o["angular_momentum"] for o in orbitals], len(atoms), l=1)
+    arrays = _child(node, "ProjwfcCalculation").outputs.site_projections
+    np.testing.assert_allclose(arrays.get_array("p_weights"), expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(arrays.get_array("eigenvalues_ev"), full.eigenvalues_ev, rtol=0, atol=1e-9)
+    # upstream's stdout route describes the same states, but lossily: three decimals, and only the
+    # larger components of each state are listed (2.6e-3 off at worst here)
+    rounded = np.stack([results["projections"].get_array(f"proj_array_{i}") for i in range(len(orbitals))])
+    stdout_p = project_sites(rounded, site, [o["angular_momentum"] for o in orbitals], len(atoms), l=1)
+    assert 1e-4 < np.abs(stdout_p - expected).max() < 1e-2
+
+
+DAMAGE_ATOMIC_PROJ = r"""#!/bin/bash
+# projwfc.x, then cut its atomic_proj.xml in half, as a full disk would.
+projwfc.x "$@"
+status=$?
+file=out/aiida.save/atomic_proj.xml
+truncate -s $(( $(stat -c %s $file) / 2 )) $file
+exit $status
+"""
+
+
+def test_a_damaged_atomic_proj_xml_is_a_clear_exit_code(spectrum_builder, qe_codes, tmp_path):
+    script = tmp_path / "projwfc-damaging.sh"
+    script.write_text(DAMAGE_ATOMIC_PROJ)
+    script.chmod(0o755)
+    real = qe_codes["projwfc"]
+    code = orm.InstalledCode(label=f"projwfc-damaging-{tmp_path.name}", computer=real.computer,
+                             filepath_executable=str(script), default_calc_job_plugin="quantumespresso.projwfc",
+                             prepend_text=real.prepend_text, with_mpi=True).store()
+    builder = spectrum_builder(rutile_geo2())
+    builder.projwfc.code = code
+    _, node = run_get_node(builder)
+    assert node.exit_status == SpectrumWorkChain.exit_codes.ERROR_PROJWFC_FAILED.status
+    calculation = _child(node, "ProjwfcCalculation")
+    assert calculation.exit_status == calculation.process_class.exit_codes.ERROR_ATOMIC_PROJ_INVALID.status
+    assert "atomic_proj.xml could not be read" in node.exit_message and "exit 361" in node.exit_message
