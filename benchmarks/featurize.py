@@ -1,4 +1,4 @@
-"""Benchmark: local Coulomb matrices of 2,400 Ge sites, ours versus the per-site ecosystem route.
+"""Benchmark: local Coulomb matrices, ours versus the per-site ecosystem route; species versus distance ordering.
 
 Data: 100 random 72-atom GeO2 cells (``random_network(24)``, 3.6 g/cm³), 24 Ge each, N = 20
 (210 features per site).
@@ -12,9 +12,14 @@ Data: 100 random 72-atom GeO2 cells (``random_network(24)``, 3.6 g/cm³), 24 Ge 
   ``CoulombMatrix(n_atoms_max=20, permutation='none')`` (full matrix, upper triangle taken). If
   dscribe is missing, a per-site numpy Coulomb matrix replaces it.
 
+The species ordering (``ordering="species"``, 12 O + 7 Ge) is checked against the same per-site
+route with O and Ge sorted separately (values only), and timed against the distance ordering on
+about ``--ordering-sites`` sites (default 15,000: rattled and strained copies of the cells above,
+``rattle_and_strain``), side by side: the ratio species / distance is what to read.
+
 All routes run side by side in this process, interleaved; the best of ``--repeat`` runs of each
 is reported (the machine is shared, so single runs are noisy).
-Run: ``python benchmarks/featurize.py [--structures 100] [--repeat 3]``.
+Run: ``python benchmarks/featurize.py [--structures 100] [--ordering-sites 15000] [--repeat 3]``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ import warnings
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 from ase.neighborlist import neighbor_list
 
-from aiida_xesml.ml.descriptors import LocalCoulombMatrix
-from aiida_xesml.ml.structures import random_network
+from aiida_xesml.ml.descriptors import LocalCoulombMatrix, default_species_counts
+from aiida_xesml.ml.structures import random_network, rattle_and_strain
 
 N_ATOMS = 20
 # ASE's neighbour list takes a fast path while the cutoff stays below half the cell edge (~5.25 Å
@@ -60,8 +66,11 @@ def _numpy_matrix(cluster):
     return matrix
 
 
-def reference_route(structures, matrix_of, cutoff, n_atoms=N_ATOMS):
-    """Per-site clusters from ASE's neighbour list (``cutoff`` Å), one Coulomb matrix call per site."""
+def reference_route(structures, matrix_of, cutoff, n_atoms=N_ATOMS, species_counts=None):
+    """Per-site clusters from ASE's neighbour list (``cutoff`` Å), one Coulomb matrix call per site.
+
+    ``species_counts`` None: the distance ordering; else ``(symbol, count)`` pairs, the species ordering.
+    """
     rows, cols = np.triu_indices(n_atoms)
     out = []
     for atoms in structures:
@@ -72,7 +81,14 @@ def reference_route(structures, matrix_of, cutoff, n_atoms=N_ATOMS):
             if len(jj) < n_atoms - 1:
                 raise RuntimeError(f"cutoff {cutoff} Å too short for this structure")
             order = np.lexsort((ss[:, 2], ss[:, 1], ss[:, 0], jj, atoms.numbers[jj], np.round(dd / 1e-8)))
-            keep = order[: n_atoms - 1]
+            if species_counts is None:
+                keep = order[: n_atoms - 1]
+            else:
+                blocks = [order[atoms.numbers[jj[order]] == atomic_numbers[symbol]][:count]
+                          for symbol, count in species_counts]
+                if any(len(block) < count for block, (_, count) in zip(blocks, species_counts)):
+                    raise RuntimeError(f"cutoff {cutoff} Å too short for this structure")
+                keep = np.concatenate(blocks)
             cluster = Atoms(numbers=np.concatenate([[atoms.numbers[center]], atoms.numbers[jj[keep]]]),
                             positions=np.vstack([np.zeros(3), vv[keep]]))
             matrix = matrix_of(cluster)
@@ -82,13 +98,24 @@ def reference_route(structures, matrix_of, cutoff, n_atoms=N_ATOMS):
     return np.array(out)
 
 
-def ours(structures, n_atoms=N_ATOMS):
-    return LocalCoulombMatrix(n_atoms=n_atoms).fit(structures).transform(structures)
+def ours(structures, n_atoms=N_ATOMS, ordering="distance"):
+    return LocalCoulombMatrix(n_atoms=n_atoms, ordering=ordering).fit(structures).transform(structures)
+
+
+def compare(x_ours, x_ref):
+    """Largest absolute and relative difference, and whether all agree within 1e-10 relative."""
+    difference = np.abs(x_ours - x_ref)
+    nonzero = x_ref != 0
+    relative = difference[nonzero] / np.abs(x_ref[nonzero])
+    identical = bool(np.all(relative <= 1e-10) and np.all(x_ours[~nonzero] == 0))
+    return difference.max(), relative.max(), identical
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--structures", type=int, default=100, help="number of 72-atom cells (default 100)")
+    parser.add_argument("--ordering-sites", type=int, default=15000,
+                        help="sites (about) for the species versus distance timing (default 15000)")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each route; the best counts")
     args = parser.parse_args()
 
@@ -139,12 +166,32 @@ def main():
     print(line("  of which ASE neighbour lists", best["lists_tuned"]))
     print("target: speed-up >= 50 x")
     for name, x_ref in ((f"{USER_CUTOFF} Å", x_user), (f"{TUNED_CUTOFF} Å", x_tuned)):
-        difference = np.abs(x_ours - x_ref)
-        nonzero = x_ref != 0
-        relative = difference[nonzero] / np.abs(x_ref[nonzero])
-        identical = bool(np.all(relative <= 1e-10) and np.all(x_ours[~nonzero] == 0))
-        print(f"vs reference {name}: max |diff| {difference.max():.3e}, max relative {relative.max():.3e} "
+        largest, relative, identical = compare(x_ours, x_ref)
+        print(f"vs reference {name}: max |diff| {largest:.3e}, max relative {relative:.3e} "
               f"(values up to {np.abs(x_ref).max():.0f}); identical within 1e-10 relative: {identical}")
+
+    # the species ordering: values against the per-site route, O and Ge sorted apart
+    counts = default_species_counts(N_ATOMS)
+    x_species = ours(structures, ordering="species")
+    x_species_ref = reference_route(structures, matrix_of, USER_CUTOFF, species_counts=counts)
+    largest, relative, identical = compare(x_species, x_species_ref)
+    print(f"species ordering {counts} vs reference {USER_CUTOFF} Å: max |diff| {largest:.3e}, max relative "
+          f"{relative:.3e}; identical within 1e-10 relative: {identical}")
+
+    # species versus distance ordering, side by side on about --ordering-sites sites
+    n_cells = max(1, round(args.ordering_sites / (n_sites / len(structures))))
+    many = [rattle_and_strain(structures[k % len(structures)], seed=k) for k in range(n_cells)]
+    n_many = sum(int(np.sum(a.numbers == 32)) for a in many)
+    timings = {"distance": np.inf, "species": np.inf}
+    for _ in range(args.repeat):
+        for ordering in timings:
+            start = time.perf_counter()
+            ours(many, ordering=ordering)
+            timings[ordering] = min(timings[ordering], time.perf_counter() - start)
+    print(f"orderings on {n_cells} rattled and strained cells, {n_many} Ge sites (best of {args.repeat}):")
+    for ordering, seconds in timings.items():
+        print(f"  ordering={ordering!r:11s}: {seconds:7.2f} s  ({seconds / n_many * 1e6:6.1f} us/site)")
+    print(f"  ratio species / distance: {timings['species'] / timings['distance']:.2f}")
 
 
 if __name__ == "__main__":
