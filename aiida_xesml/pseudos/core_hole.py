@@ -35,12 +35,11 @@ ld1.x writes lines longer than pw.x 6.7 reads; :func:`aiida_xesml.environment.re
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from aiida_xesml.environment import CUTOFFS_RY, PSEUDO_DIR, PSEUDO_FILES, SetupError, reflow_upf
+from aiida_xesml.environment import CUTOFFS_RY, PSEUDO_DIR, PSEUDO_FILES
+from aiida_xesml.pseudos.ld1 import install_family, run_ld1
 
 #: ld1.x all-electron configurations: the ground state and the full 1s core hole (neutral atom).
 GROUND_CONFIGURATION = "1s2 2s2 2p6 3s2 3p6 3d10 4s2 4p2"
@@ -90,19 +89,7 @@ def generate_ge_core_hole_pair(folder: Path) -> tuple[Path, Path]:
     :returns: (ground path, core-hole path), both reflowed for pw.x 6.7.
     :raises SetupError: no ld1.x, or ld1.x failed (its output's tail is in the message).
     """
-    if shutil.which("ld1.x") is None:
-        raise SetupError("`ld1.x` not found: install the Debian package quantum-espresso.")
-    folder = Path(folder)
-    paths = []
-    for core_hole, filename in ((False, GROUND_FILENAME), (True, CORE_HOLE_FILENAME)):
-        result = subprocess.run(["ld1.x"], input=ld1_input(core_hole), capture_output=True, text=True, cwd=folder,
-                                check=False)
-        path = folder / filename
-        if result.returncode != 0 or not path.is_file():
-            raise SetupError(f"ld1.x failed to generate {filename}:\n{result.stdout[-2000:]}{result.stderr}")
-        path.write_text(reflow_upf(path.read_text()))
-        paths.append(path)
-    return paths[0], paths[1]
+    return (run_ld1(ld1_input(False), GROUND_FILENAME, folder), run_ld1(ld1_input(True), CORE_HOLE_FILENAME, folder))
 
 
 def ensure_core_hole_families(pseudo_dir: Path = PSEUDO_DIR):
@@ -112,37 +99,12 @@ def ensure_core_hole_families(pseudo_dir: Path = PSEUDO_DIR):
     core-hole family holds only the 1s core-hole Ge dataset (``family.get_pseudo('Ge')``). Both get
     the cutoffs of :data:`aiida_xesml.environment.CUTOFFS_RY` per stringency.
     """
-    from aiida.orm import QueryBuilder
-    from aiida_pseudo.data.pseudo.upf import UpfData
-    from aiida_pseudo.groups.family import CutoffsPseudoPotentialFamily
-
-    def existing(label):
-        return QueryBuilder().append(CutoffsPseudoPotentialFamily, filters={"label": label}).first(flat=True)
-
-    ground, hole = existing(GROUND_FAMILY), existing(CORE_HOLE_FAMILY)
-    if ground is not None and hole is not None:
-        return ground, hole
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        ground_path, hole_path = generate_ge_core_hole_pair(scratch)
-        families = {}
-        for label, files in ((GROUND_FAMILY, [ground_path] + [pseudo_dir / name for element, name in PSEUDO_FILES.items()
-                                                              if element != "Ge"]),
-                             (CORE_HOLE_FAMILY, [hole_path])):
-            if existing(label) is not None:
-                families[label] = existing(label)
-                continue
-            folder = scratch / label
-            folder.mkdir()
-            for path in files:
-                shutil.copy(path, folder)
-            family = CutoffsPseudoPotentialFamily.create_from_folder(folder, label, pseudo_type=UpfData)
-            family.description = (f"aiida-xesml 1s core-hole ΔSCF ({'ground-state partner' if label == GROUND_FAMILY else 'Ge 1s1 core hole'}), "
-                                  f"ld1.x recipe {recipe_hash()} (aiida_xesml.pseudos.core_hole)")
-            elements = [pseudo.element for pseudo in family.nodes]
-            for stringency, (ecutwfc, ecutrho) in CUTOFFS_RY.items():
-                family.set_cutoffs({e: {"cutoff_wfc": ecutwfc, "cutoff_rho": ecutrho} for e in elements}, stringency,
-                                   unit="Ry")
-            family.set_default_stringency("balanced")
-            families[label] = family
-    return families[GROUND_FAMILY], families[CORE_HOLE_FAMILY]
+        ground_path, hole_path = generate_ge_core_hole_pair(Path(scratch))
+        others = [pseudo_dir / name for element, name in PSEUDO_FILES.items() if element != "Ge"]
+        recipe = f"ld1.x recipe {recipe_hash()} (aiida_xesml.pseudos.core_hole)"
+        ground = install_family(GROUND_FAMILY, [ground_path, *others], CUTOFFS_RY,
+                                f"aiida-xesml 1s core-hole ΔSCF, ground-state partner; {recipe}")
+        hole = install_family(CORE_HOLE_FAMILY, [hole_path], CUTOFFS_RY,
+                              f"aiida-xesml 1s core-hole ΔSCF, Ge 1s1 core hole; {recipe}")
+    return ground, hole

@@ -117,3 +117,16 @@ def test_highest_occupied_level_of_the_ground_run(rutile_removed):
     assert homo == pytest.approx(rutile_removed.outputs.shifts.base.attributes.get("homo_ev"), abs=1e-9)
     bands = ground.outputs.output_band.get_bands()
     assert bands[:, RUTILE_OCCUPIED_BANDS - 1].max() == homo < bands[:, RUTILE_OCCUPIED_BANDS].min()
+
+
+def test_core_hole_families_are_a_consistent_pair(families):
+    from aiida_xesml.pseudos.core_hole import CORE_HOLE_FAMILY, GROUND_FAMILY, ensure_core_hole_families, recipe_hash
+
+    ground, hole = families
+    assert (ground.label, hole.label) == (GROUND_FAMILY, CORE_HOLE_FAMILY)
+    assert sorted(pseudo.element for pseudo in ground.nodes) == ["Ge", "O", "Si"]
+    ge, ge_hole = ground.get_pseudo("Ge"), hole.get_pseudo("Ge")
+    assert ge_hole.z_valence == ge.z_valence + 1 == 5
+    assert recipe_hash() in ground.description and recipe_hash() in hole.description
+    again = ensure_core_hole_families()  # installed once: the same groups come back
+    assert (again[0].pk, again[1].pk) == (ground.pk, hole.pk)
