@@ -33,6 +33,7 @@ from aiida_xesml.ml.descriptors import local_coulomb_matrix
 from aiida_xesml.ml.model_selection import FAST_NETWORK_GRID
 from aiida_xesml.ml.moments import MOMENT_NAMES, SHIFT_FREE_NAMES, shift_free_targets, spectral_moments
 from aiida_xesml.ml.spectra import energy_grid, occupied_bands, site_spectra
+from aiida_xesml.ml.structures import coordination_numbers
 from aiida_xesml.ml.training import fit_emulators
 
 #: Ge K-level natural width, eV (Krause & Oliver 1979).
@@ -78,7 +79,7 @@ def main():
     load_profile(args.profile)
     start = time.perf_counter()
     moments = {name: [] for name in SETTINGS}
-    features, groups, structures = [], [], []
+    features, groups, structures, coordination = [], [], [], []
     runs = spectrum_runs()
     for index, (node, projections) in enumerate(runs):
         atoms, emitters, occupied, p_weights, k_weights, homo = site_rows(node, projections)
@@ -88,6 +89,7 @@ def main():
             moments[name].append(spectral_moments(spectra.energies, spectra.intensities))
         features.append(local_coulomb_matrix(atoms, centers=emitters, ordering="species"))
         groups.extend([index] * len(emitters))
+        coordination.extend(np.asarray(coordination_numbers(atoms), dtype=int).tolist())
         structures.append(node.pk)
     Y = {name: np.vstack(values) for name, values in moments.items()}
     X, groups = np.vstack(features), np.array(groups)
@@ -113,6 +115,18 @@ def main():
         g, v = shift_free_targets(gaussian)[:, column], shift_free_targets(voigt)[:, column]
         report["moments"][name] = {"gaussian_mean": float(g.mean()), "voigt_mean": float(v.mean()),
                                    "change_mean": float((v - g).mean()), "change_sd": float((v - g).std())}
+
+    coordination = np.array(coordination)
+    if {4, 6} <= set(coordination.tolist()):
+        print("\n6-fold minus 4-fold Ge (site means), shift-free targets:")
+        report["sixfold_minus_fourfold"] = {}
+        for setting, values in Y.items():
+            targets = shift_free_targets(values)
+            contrast = targets[coordination == 6].mean(axis=0) - targets[coordination == 4].mean(axis=0)
+            spread = np.sqrt(0.5 * (targets[coordination == 6].var(axis=0) + targets[coordination == 4].var(axis=0)))
+            report["sixfold_minus_fourfold"][setting] = {"difference": dict(zip(SHIFT_FREE_NAMES, contrast.tolist())),
+                                                         "site_sd": dict(zip(SHIFT_FREE_NAMES, spread.tolist()))}
+            print(f"  {setting:9s} " + ", ".join(f"{n} {c:+.3f}" for n, c in zip(SHIFT_FREE_NAMES, contrast)))
 
     if len(np.unique(groups)) < args.min_snapshots:
         print(f"\nskill: only {len(np.unique(groups))} snapshots (< {args.min_snapshots}); no emulator figures")
