@@ -12,7 +12,7 @@ How the fit is made fast (docs/topics/emulator-eca.md has the measured figures):
 - **One cheap pass per evaluation.** P(x) enters the network only through its first layer, and
   P(x)·W₁ = (x·Vᵀ)(V W₁) + (x·v)(vᵀW₁): the fixed part is computed once per component, the
   candidate adds a rank-one term. An evaluation of L and of its exact gradient is one forward and
-  one backward pass through the hidden layers (float64), in row blocks that stay in cache.
+  one backward pass through the hidden layers (float64), over blocks of rows.
 - **Starts from the active subspace.** The leading eigenvectors of the emulator's mean JᵀJ,
   projected on the orthogonal complement of V (a projector I − VᵀV, no null-space basis), are the
   first starts. Random starts are screened only when the two leading active-subspace starts end in
@@ -27,6 +27,7 @@ How the fit is made fast (docs/topics/emulator-eca.md has the measured figures):
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
@@ -35,7 +36,7 @@ from .emulator import _activate, _derivative
 from .progress import progress
 from .validation import as_finite_array, check_integer, check_matching_rows, check_positive
 
-_BLOCK_ROWS = 1024  # rows per block of an evaluation: the layer activations stay in cache
+_BLOCK_ROWS = 1024  # rows per block of an evaluation (bounds the work arrays)
 _JACOBIAN_ROWS = 500  # rows whose emulator Jacobians give the active-subspace starts
 _SCREEN_MAX_ITER = 50  # quasi-Newton iterations per start on the screening subsample
 _LEVEL_GROWTH = 4  # each refinement level has this many times more rows than the previous one
@@ -62,26 +63,34 @@ class _ProjectionLoss:
         self.activation = emulator.activation_
         self.Xs, self.Ys, self.first_fixed, self.total = Xs, Ys, first_fixed, float(total)
         self.n_evaluations = 0
+        # Work arrays reused by every block, so that no layer allocates a fresh half-megabyte
+        # temporary (in some allocator states each costs more in page faults than its arithmetic).
+        rows = min(len(Xs), _BLOCK_ROWS)
+        self._layers = [np.empty((rows, coef.shape[1])) for coef in self.coefs]
+        self._grads = [np.empty((rows, coef.shape[1])) for coef in self.coefs[:-1]]
+        self._scratch = [np.empty((rows, coef.shape[1])) for coef in self.coefs[:-1]]
 
     def _block(self, Xs, Ys, first_fixed, v, c):
         coefs, intercepts, activation = self.coefs, self.intercepts, self.activation
+        n = len(Xs)
+        layers = [buffer[:n] for buffer in self._layers]
         xv = Xs @ v
-        a = first_fixed + np.multiply.outer(xv, c)
+        np.multiply(xv[:, None], c, out=layers[0])
+        layers[0] += first_fixed
         last = len(coefs) - 1
-        hidden = []
         for i in range(len(coefs)):
             if i > 0:
-                a = a @ coefs[i]
-                a += intercepts[i]
+                np.matmul(layers[i - 1], coefs[i], out=layers[i])
+                layers[i] += intercepts[i]
             if i < last:
-                a = _activate(activation, a)
-                hidden.append(a)
-        r = a - Ys
-        loss = float(np.einsum("ij,ij->", r, r))
+                _activate_in_place(activation, layers[i])
+        r = layers[-1]
+        r -= Ys
+        loss = float(np.vdot(r, r))
         g = r  # backpropagated to d (Σ r²) / d (first layer input), up to the factor 2
         for i in range(last, 0, -1):
-            g = g @ coefs[i].T
-            g *= _derivative(activation, hidden[i - 1])
+            g = np.matmul(g, coefs[i].T, out=self._grads[i - 1][:n])
+            _times_derivative(activation, g, layers[i - 1], self._scratch[i - 1][:n])
         # first layer input = fixed + (x·v) c with c = W₁ᵀv: d/dv = x (g·c) + W₁ gᵀ(x·v)
         return loss, Xs.T @ (g @ c) + coefs[0] @ (g.T @ xv)
 
@@ -95,6 +104,32 @@ class _ProjectionLoss:
             loss += block_loss
             gradient += block_gradient
         return loss / self.total, gradient * (2.0 / self.total)
+
+
+def _activate_in_place(name: str, z: np.ndarray) -> None:
+    """z ← activation(z), as :func:`aiida_xesml.ml.emulator._activate` computes it."""
+    if name == "tanh":
+        np.tanh(z, out=z)
+    elif name == "relu":
+        np.maximum(z, 0.0, out=z)
+    elif name == "logistic":
+        expit(z, out=z)
+    elif name != "identity":
+        z[...] = _activate(name, z)
+
+
+def _times_derivative(name: str, g: np.ndarray, activated: np.ndarray, scratch: np.ndarray) -> None:
+    """g ← g · activation'(z), from the activated values (as :func:`~.emulator._derivative`)."""
+    if name == "tanh":
+        np.multiply(activated, activated, out=scratch)
+        np.subtract(1.0, scratch, out=scratch)
+        g *= scratch
+    elif name == "logistic":
+        np.subtract(1.0, activated, out=scratch)
+        scratch *= activated
+        g *= scratch
+    elif name != "identity":
+        g *= _derivative(name, activated)
 
 
 def _on_sphere(loss, V):
@@ -229,7 +264,10 @@ class ECA(TransformerMixin, BaseEstimator):
     # ----- estimator API --------------------------------------------------------------------------
 
     def fit(self, X, Y):
-        """Find ``n_components`` directions for data X (n, d) and targets Y (n, m). Returns self."""
+        """Find ``n_components`` directions for data X (n, d) and targets Y (n, m). Returns self.
+
+        Deterministic for a given ``random_state``. BLAS runs on one thread while it works.
+        """
         X, Y = self._check_data(X, Y)
         d = X.shape[1]
         try:
@@ -265,7 +303,8 @@ class ECA(TransformerMixin, BaseEstimator):
                 totals.append(total)
         J = emulator.jacobian_scaled(Xs_p[:_JACOBIAN_ROWS])
         outer = np.einsum("nmd,nme->de", J, J) / len(J)  # mean JᵀJ: the active subspace
-        total_x = 0.0 if np.all(X == X[0]) else float(np.sum((Xs - Xs.mean(axis=0)) ** 2))
+        X_centered = Xs - Xs.mean(axis=0)
+        total_x = 0.0 if np.all(X == X[0]) else float(np.sum(X_centered**2))
         coef0, intercept0 = emulator.coefs_[0], emulator.intercepts_[0]
 
         V = np.zeros((0, d))
@@ -309,9 +348,8 @@ class ECA(TransformerMixin, BaseEstimator):
                 V = np.vstack([V, _unit(complement @ u)])
                 covered.append(1.0 - float(value))
                 evaluations.append([loss.n_evaluations for loss in losses])
-                residual_x = Xs - (Xs @ V.T) @ V
-                covered_x.append(1.0 - float(np.sum((residual_x - residual_x.mean(axis=0)) ** 2)) / total_x
-                                 if total_x > 0 else 1.0)
+                # for orthonormal V, |x_c − x_c VᵀV|² = |x_c|² − |x_c Vᵀ|²: the centred scores' share
+                covered_x.append(float(np.sum((X_centered @ V.T) ** 2)) / total_x if total_x > 0 else 1.0)
                 bar.update()
                 bar.set_postfix_str(f"component {i + 1}/{k_max}, covered variance {covered[-1]:.3f}")
         self.components_ = V
@@ -364,12 +402,9 @@ class ECA(TransformerMixin, BaseEstimator):
         if np.all(X == X[0]):
             raise ValueError(f"`X` has no variance over its {len(X)} row(s); the covered variance needs rows "
                              "that differ")
-        covered = []
-        for k in range(1, len(self.components_) + 1):
-            V = self.components_[:k]
-            residual = Xs - (Xs @ V.T) @ V
-            covered.append(1.0 - float(np.sum((residual - residual.mean(axis=0)) ** 2)) / total)
-        return np.array(covered)
+        # for orthonormal V, |x_c − x_c VᵀV|² = |x_c|² − |x_c Vᵀ|²: the centred scores' share
+        scores = (Xs - Xs.mean(axis=0)) @ self.components_.T
+        return np.cumsum(np.sum(scores**2, axis=0)) / total
 
     def score(self, X, Y) -> float:
         """Covered variance of Y with all k components on rows X, Y (scikit-learn's ``score``:

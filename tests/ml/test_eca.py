@@ -188,6 +188,32 @@ def test_fit_reaches_the_brute_force_optimum(seed):
                                                        for k in (1, 2)], atol=1e-12)
 
 
+def test_random_starts_can_be_forced_where_the_guided_starts_agree_on_a_worse_optimum():
+    """A rugged case (network seed 6 of the test above): both active-subspace starts fall into the
+    same optimum of component 1, 0.0116 below the best, so the random starts are skipped. Forced
+    (and with 6 of them), the random starts find the brute-force optimum."""
+    rng = np.random.default_rng(6)
+    d, n = 3, 400
+    emulator = random_network(rng, rng.normal(size=(d, 16)) * 1.2, x_mean=rng.normal(size=d),
+                              x_scale=rng.uniform(0.5, 2, size=d), y_mean=rng.normal(size=5),
+                              y_scale=rng.uniform(0.5, 2, size=5))
+    X = emulator.unscale_x(rng.normal(size=(n, d)))
+    Y = emulator.predict(X) + 0.05 * rng.normal(size=(n, 5)) * emulator.y_scale_
+    grid = fibonacci_sphere(4000)
+    losses = np.array([missing_variance(emulator, X, Y, v[None, :]) for v in grid])
+    v = grid[np.argmin(losses)]
+    result = minimize(lambda a: missing_variance(emulator, X, Y, from_angles(a)[None, :]),
+                      [np.arccos(v[2]), np.arctan2(v[1], v[0])], method="Nelder-Mead",
+                      options={"xatol": 1e-9, "fatol": 1e-13, "maxiter": 4000})
+    brute_first = 1 - result.fun
+    default = ECA(emulator, n_components=1, random_state=6).fit(X, Y)
+    assert len(default.restart_losses_[0]) == 2  # agreed: random starts skipped
+    assert default.covered_variance_[0] < brute_first - 0.01
+    forced = ECA(emulator, n_components=1, random_state=6, n_restarts=8, always_screen=True).fit(X, Y)
+    assert len(forced.restart_losses_[0]) == 8
+    assert forced.covered_variance_[0] >= brute_first - 1e-6
+
+
 # ----- a fitted MLP emulator on a known hidden subspace --------------------------------------------
 
 
