@@ -112,6 +112,7 @@ def describe_demo(builder) -> list[str]:
     system = md_pw.parameters.get_dict()["SYSTEM"]
     resources = md_pw.metadata.options.resources
     training = builder.analysis.training_parameters.get_dict()
+    descriptor = builder.analysis.descriptor_parameters.get_dict()
 
     def code(node):
         return f"{node.full_label} ({node.get_executable()})"
@@ -142,9 +143,11 @@ def describe_demo(builder) -> list[str]:
         f"steps; k-points {mesh(compression.md.md)}",
         f"spectra: one pw.x SCF (k-points {mesh(scf)}) + projwfc.x per snapshot, "
         f"{builder.spectra.max_concurrent.value or 'unlimited'} at a time",
-        f"analysis: Coulomb matrix of {builder.analysis.descriptor_parameters['n_atoms']} atoms; emulator "
-        f"{tuple(training['hidden_layer_sizes'])} {training['activation']}, {training['test_fraction']:g} held out; "
-        f"ECA {builder.analysis.eca_parameters['n_components']} components",
+        f"analysis: Coulomb matrix of {descriptor['n_atoms']} atoms ({descriptor.get('ordering', 'species')} ordering); "
+        f"emulator chosen by {training.get('cv_folds', 5)}-fold CV grouped by snapshot among networks and a ridge "
+        f"baseline, {training.get('test_fraction', 0.2):g} of the snapshots held out, {training.get('n_members', 5)} "
+        f"ensemble members; ECA {builder.analysis.eca_parameters['n_components']} components; "
+        f"{builder.analysis.reconstruction_parameters.get_dict().get('method', 'population')} reconstruction",
     ]
 
 
@@ -258,13 +261,15 @@ def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
                "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), "pks": {}, "pressures": []}
     compression = outputs.compression if "compression" in outputs else {}
     table = compression["summary_table"].get_dict() if "summary_table" in compression else {"rows": []}
-    reconstruction = {}
+    reconstruction, held_out = {}, {}
     analysis = outputs.analysis if "analysis" in outputs else {}
     if "reconstruction_summary" in analysis:
-        reconstruction = {row["label"]: row for row in analysis["reconstruction_summary"]["rows"]}
+        rows = analysis["reconstruction_summary"].get_dict()
+        reconstruction = {row["label"]: row for row in rows["rows"]}
+        held_out = {row["label"]: row for row in rows.get("held_out_rows", [])}
     for row in table["rows"]:
         target = row["target_pressure_gpa"]
-        rec = reconstruction.get(float(target), {})
+        rec, rec_held_out = reconstruction.get(float(target), {}), held_out.get(float(target), {})
         summary["pressures"].append({
             "target_pressure_gpa": target,
             "measured_pressure_gpa": row["pressure_gpa"],
@@ -274,17 +279,28 @@ def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
             "n_site_spectra": rec.get("n_spectra"),
             "true_first_shell_angstrom": rec.get("true_first_shell_mean_angstrom"),
             "reconstructed_first_shell_angstrom": rec.get("first_shell_mean_angstrom"),
-            "true_cn": rec.get("true_cn_mean"),
-            "reconstructed_cn": rec.get("cn_fractional"),
+            "reconstructed_first_shell_spread_angstrom": rec.get("first_shell_mean_angstrom_spread"),
+            "true_cn": rec.get("true_cn"),
+            "reconstructed_cn": rec.get("cn"),
+            "reconstructed_cn_spread": rec.get("cn_spread"),
+            "held_out_n_site_spectra": rec_held_out.get("n_spectra"),
+            "held_out_true_cn": rec_held_out.get("true_cn"),
+            "held_out_reconstructed_cn": rec_held_out.get("cn"),
+            "held_out_reconstructed_cn_spread": rec_held_out.get("cn_spread"),
         })
     if "metrics" in analysis:
         metrics = analysis["metrics"].get_dict()
         summary["emulator_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["targets"].items()}
         summary["emulator_r2"] = {name: values["r2"] for name, values in metrics["targets"].items()}
         summary["n_train"], summary["n_test"] = metrics["n_train"], metrics["n_test"]
+        if "ridge" in metrics:
+            summary["ridge_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["ridge"].items()}
+            summary["split"], summary["verdict"] = metrics["split"], metrics["verdict"]
+            summary["n_test_snapshots"] = metrics["n_test_groups"]
     if "eca" in analysis:
         summary["eca_covered_variance_y"] = analysis["eca"].covered_variance
         summary["eca_covered_variance_x"] = analysis["eca"].covered_variance_x
+        summary["eca_covered_variance_y_held_out"] = analysis["eca"].covered_variance_held_out
     for key in ("spectra",):
         if key in outputs:
             summary["pks"][key] = outputs[key].pk
@@ -306,9 +322,11 @@ def write_figures(node, folder: Path) -> list[Path]:
     """The figures of :mod:`aiida_xesml.plotting` for a finished pipeline, as PNG files in ``folder``."""
     from aiida_xesml import plotting
 
+    from aiida_xesml.calculations.reconstruct import read_reconstruction
+
     analysis, spectra = node.outputs.analysis, node.outputs.spectra
-    dataset, reconstruction = analysis.dataset, analysis.reconstruction
-    predicted = analysis.emulator.get_emulator().predict(dataset.descriptors)
+    dataset, reconstruction = analysis.dataset, read_reconstruction(analysis.reconstruction)
+    predicted = analysis.emulator.get_emulator().predict(analysis.emulator.select_features(dataset.descriptors))
     return [
         plotting.parity_plot(dataset.moments, predicted, dataset.moment_names, dataset.row_labels,
                              folder / "parity.png"),
@@ -316,14 +334,20 @@ def write_figures(node, folder: Path) -> list[Path]:
         plotting.covered_variance_plot(analysis.eca.covered_variance, analysis.eca.covered_variance_x,
                                        folder / "eca_covered_variance.png"),
         plotting.reconstruction_plot(
-            reconstruction.get_array("label"), reconstruction.get_array("true_distances_angstrom"),
-            reconstruction.get_array("distances_angstrom"), reconstruction.get_array("true_cn_mean"),
-            reconstruction.get_array("cn_fractional"), folder / "reconstruction.png"),
+            reconstruction["label"], reconstruction["true_distances_angstrom"], reconstruction["distances_angstrom"],
+            reconstruction["true_cn"], reconstruction["cn"], folder / "reconstruction.png",
+            reconstructed_distances_spread=reconstruction["distances_angstrom_spread"],
+            reconstructed_cn_spread=reconstruction["cn_spread"]),
     ]
 
 
 def _number(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def _pm(value, spread, spec: str) -> str:
+    """``value ± spread`` (the spread over the emulator ensemble), or 'n/a'."""
+    return _number(value, spec) + ("" if value is None or spread is None else f" ± {format(spread, spec)}")
 
 
 def print_summary(summary: dict) -> None:
@@ -332,22 +356,36 @@ def print_summary(summary: dict) -> None:
     print(f"xesml.pipeline <{summary['pipeline_pk']}>: exit {summary['exit_status']}"
           + (f" ({summary['exit_message']})" if summary["exit_message"] else "")
           + (f", {summary['wall_time_s']:.0f} s" if summary["wall_time_s"] else ""))
-    header = (f"{'P target':>9s} {'P MD':>7s} {'rho':>6s} {'snaps':>5s} {'sites':>5s} {'r true':>7s} {'r rec':>7s} "
-              f"{'CN true':>7s} {'CN rec':>7s}")
-    print("per pressure (GPa, PBE; g/cm3; first-shell Ge-O r in Å; CN: O within 2.3 Å):")
+    header = (f"{'P target':>9s} {'P MD':>7s} {'rho':>6s} {'snaps':>5s} {'sites':>5s} {'r true':>7s} {'r rec':>15s} "
+              f"{'CN true':>7s} {'CN rec':>13s} {'held-out CN true / rec':>24s}")
+    print("per pressure (GPa, PBE; g/cm3; first-shell Ge-O r in Å; CN: smooth count of O within 2.3 ± 0.1 Å; "
+          "± over the emulator ensemble):")
     print(header)
     for row in summary["pressures"]:
+        held_out = (f"{_number(row['held_out_true_cn'], '.2f')} / "
+                    f"{_pm(row['held_out_reconstructed_cn'], row['held_out_reconstructed_cn_spread'], '.2f')}"
+                    if row.get("held_out_reconstructed_cn") is not None else "n/a")
         print(f"{row['target_pressure_gpa']:9.1f} {_number(row['measured_pressure_gpa'], '7.1f')} "
               f"{_number(row['density_g_cm3'], '6.2f')} {_number(row['n_snapshots'], '5d')} "
               f"{_number(row['n_site_spectra'], '5d')} {_number(row['true_first_shell_angstrom'], '7.3f')} "
-              f"{_number(row['reconstructed_first_shell_angstrom'], '7.3f')} {_number(row['true_cn'], '7.2f')} "
-              f"{_number(row['reconstructed_cn'], '7.2f')}")
+              f"{_pm(row['reconstructed_first_shell_angstrom'], row.get('reconstructed_first_shell_spread_angstrom'), '.3f'):>15s} "
+              f"{_number(row['true_cn'], '7.2f')} "
+              f"{_pm(row['reconstructed_cn'], row.get('reconstructed_cn_spread'), '.2f'):>13s} {held_out:>24s}")
     if "emulator_pearson_r" in summary:
-        print(f"emulator held-out Pearson r ({summary['n_train']} training / {summary['n_test']} held-out sites):")
-        print("  " + "  ".join(f"{name} {'undefined' if value is None else f'{value:.3f}'}"
-                           for name, value in summary["emulator_pearson_r"].items()))
+        split = summary.get("split", "site")
+        print(f"emulator held-out Pearson r ({summary['n_train']} training / {summary['n_test']} held-out sites, "
+              f"split by {split}" + (f", {summary['n_test_snapshots']} held-out snapshots" if 'n_test_snapshots' in summary
+                                     else "") + "):")
+        print("  selected:       " + "  ".join(f"{name} {'undefined' if value is None else f'{value:.3f}'}"
+                                             for name, value in summary["emulator_pearson_r"].items()))
+        if "ridge_pearson_r" in summary:
+            print("  ridge baseline: " + "  ".join(f"{name} {'undefined' if value is None else f'{value:.3f}'}"
+                                                 for name, value in summary["ridge_pearson_r"].items()))
+            print(f"  {summary['verdict']}")
     if "eca_covered_variance_y" in summary:
-        print("ECA covered variance (cumulative) Y: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_y"])
+        held_out = summary.get("eca_covered_variance_y_held_out") or []
+        print("ECA covered variance (cumulative) Y: training " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_y"])
+              + (" | held-out " + " ".join(f"{v:.3f}" for v in held_out) if held_out else "")
               + " | X: " + " ".join(f"{v:.3f}" for v in summary["eca_covered_variance_x"]))
     print("pks: " + ", ".join(f"{key} {pk}" for key, pk in summary["pks"].items()))
     if summary.get("figures"):

@@ -375,7 +375,7 @@ def _distance_array(value, name: str) -> np.ndarray:
 
 
 def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn, reconstructed_cn, path,
-                        n_shown=8) -> Path:
+                        n_shown=8, reconstructed_distances_spread=None, reconstructed_cn_spread=None) -> Path:
     """True against reconstructed local structure around Ge, per pressure.
 
     Left: distance from Ge of the first ``n_shown`` neighbour slots (true: filled circles,
@@ -390,6 +390,9 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
     :param reconstructed_cn: (k,) reconstructed coordination numbers.
     :param path: where to write the PNG.
     :param n_shown: how many neighbour slots to show (positive integer).
+    :param reconstructed_distances_spread: (k, n_slots') error bars (Å) of the reconstructed distances, e.g. the
+        spread over an emulator ensemble; None or NaN: no bar.
+    :param reconstructed_cn_spread: (k,) error bars of the reconstructed coordination numbers.
     :returns: the path written.
     :raises ValueError: on empty, mismatched or invalid input (the message names the argument).
     """
@@ -402,6 +405,15 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
             raise ValueError(f"`{name}` has {array.shape[0]} rows but `labels` has {k}; one row per pressure")
     true_cn = _label_array(true_cn, "true_cn", k)
     reconstructed_cn = _label_array(reconstructed_cn, "reconstructed_cn", k)
+    distance_spread = (np.full(reconstructed_distances.shape, np.nan) if reconstructed_distances_spread is None
+                       else np.asarray(reconstructed_distances_spread, dtype=float))
+    if distance_spread.shape != reconstructed_distances.shape:
+        raise ValueError(f"`reconstructed_distances_spread` has shape {distance_spread.shape}; expected "
+                         f"{reconstructed_distances.shape}, one error bar per reconstructed distance")
+    cn_spread = (np.full(k, np.nan) if reconstructed_cn_spread is None
+                 else np.asarray(reconstructed_cn_spread, dtype=float).reshape(-1))
+    if cn_spread.shape != (k,):
+        raise ValueError(f"`reconstructed_cn_spread` has {cn_spread.size} values but `labels` has {k}")
     if isinstance(n_shown, bool) or not isinstance(n_shown, (int, np.integer)) or n_shown < 1:
         raise ValueError(f"`n_shown` must be a positive integer; got {n_shown!r}")
     path = _output_path(path)
@@ -423,6 +435,11 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
                 x = slots[: values.size][keep] + shift
                 left.scatter(x, values[keep], marker=marker, s=48 if filled else 52, linewidths=1.6,
                              facecolors=colour if filled else "none", edgecolors=colour, zorder=3 if filled else 4)
+                if not filled:
+                    bars = distance_spread[row, :n_slots][keep]
+                    shown = np.isfinite(bars)
+                    left.errorbar(x[shown], values[keep][shown], yerr=bars[shown], fmt="none", ecolor=colour,
+                                  elinewidth=1.2, capsize=3, zorder=4)
         left.set_xticks(slots)
         left.set_xlim(0.4, n_slots + 0.6)
         left.set_xlabel("neighbour slot (sorted by distance)")
@@ -441,11 +458,13 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
 
         p = labels[order]
         right.plot(p, true_cn[order], "-o", color="0.2", lw=2, ms=8, label="true", zorder=3)
-        right.plot(p, reconstructed_cn[order], "--s", color="#d62728", lw=2, ms=8, mfc="none", mew=1.8,
-                   label="reconstructed", zorder=4)
+        bars = cn_spread[order]
+        right.errorbar(p, reconstructed_cn[order], yerr=np.where(np.isfinite(bars), bars, 0.0), fmt="--s",
+                       color="#d62728", lw=2, ms=8, mfc="none", mew=1.8, elinewidth=1.4, capsize=4,
+                       label="reconstructed (± ensemble)" if np.isfinite(bars).any() else "reconstructed", zorder=4)
         if np.ptp(p) == 0:
             right.set_xlim(p[0] - 1, p[0] + 1)
-        cn_all = np.concatenate([true_cn, reconstructed_cn])
+        cn_all = np.concatenate([true_cn, reconstructed_cn + np.nan_to_num(cn_spread), reconstructed_cn - np.nan_to_num(cn_spread)])
         low, high = float(cn_all.min()), float(cn_all.max())
         margin = max(0.3, 0.1 * (high - low))
         right.set_ylim(low - margin, high + margin)

@@ -11,6 +11,7 @@ Examples::
 
 from __future__ import annotations
 
+import numpy as np
 from aiida import orm
 from aiida.plugins import DataFactory
 
@@ -84,10 +85,19 @@ def reconstruction_for_label(label: float) -> orm.ArrayData | None:
     return None
 
 
-def reconstruction_row(node: orm.ArrayData, label: float) -> dict:
-    """The arrays of ``node`` (a reconstruction) at the row of ``label``, as a dict of numpy values."""
-    labels = [float(v) for v in node.get_array("label")]
+def reconstruction_row(node: orm.ArrayData, label: float, held_out: bool = False) -> dict:
+    """The arrays of ``node`` (a reconstruction) at the row of ``label``, as a dict of numpy values, in the
+    current layout (``cn`` the smooth CN, ``cn_count``, ``*_spread``; version-1 nodes are translated).
+
+    :param held_out: the row reconstructed from the label's held-out snapshots alone.
+    """
+    from aiida_xesml.calculations.reconstruct import read_reconstruction
+
+    arrays = read_reconstruction(node, "held_out_" if held_out else "")
+    if "label" not in arrays:
+        raise ValueError(f"this reconstruction (pk {node.pk}) has no {'held-out ' if held_out else ''}rows")
+    labels = [float(v) for v in arrays["label"]]
     if float(label) not in labels:
         raise ValueError(f"`label` {label} is not in this reconstruction (labels {labels})")
     row = labels.index(float(label))
-    return {name: node.get_array(name)[row] for name in node.get_arraynames()}
+    return {name: values[row] for name, values in arrays.items() if values is not None and np.ndim(values) > 0}

@@ -111,6 +111,11 @@ def test_reconstruction_plot(tmp_path):
     path = reconstruction_plot(labels, true, reconstructed, true_cn, [5.7, 4.1, 5.2],
                                tmp_path / "reconstruction.png", n_shown=8)
     assert_real_png(path)
+    with_bars = reconstruction_plot(labels, true, reconstructed, true_cn, [5.7, 4.1, 5.2], tmp_path / "bars.png",
+                                    reconstructed_distances_spread=np.full(true.shape, 0.03),
+                                    reconstructed_cn_spread=[0.2, np.nan, 0.1])
+    assert_real_png(with_bars)
+    assert with_bars.read_bytes() != path.read_bytes()  # the error bars are drawn
 
 
 @pytest.mark.parametrize(("call", "argument"), [
@@ -134,6 +139,10 @@ def test_reconstruction_plot(tmp_path):
      "reconstructed_cn"),
     (lambda d, p: reconstruction_plot([0, 15], np.ones((2, 4)), np.ones((2, 4)), [4, 5], [4, 5], p, n_shown=0),
      "n_shown"),
+    (lambda d, p: reconstruction_plot([0, 15], np.ones((2, 4)), np.ones((2, 4)), [4, 5], [4, 5], p,
+                                      reconstructed_distances_spread=np.ones((2, 3))), "reconstructed_distances_spread"),
+    (lambda d, p: reconstruction_plot([0, 15], np.ones((2, 4)), np.ones((2, 4)), [4, 5], [4, 5], p,
+                                      reconstructed_cn_spread=[0.1]), "reconstructed_cn_spread"),
 ])
 def test_bad_input_raises_naming_the_argument(dataset, tmp_path, call, argument):
     path = tmp_path / "bad.png"

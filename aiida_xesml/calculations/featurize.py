@@ -5,27 +5,36 @@ from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_xesml.ml.dataset import featurize_snapshots
-from aiida_xesml.ml.validation import check_integer, check_known_keys
+from aiida_xesml.ml.descriptors import DESCRIPTOR_SETTINGS_DEFAULTS, check_descriptor_settings
 
-DEFAULT_DESCRIPTOR = {"n_atoms": 20, "species": "Ge"}
+#: The analysis's descriptor defaults: N = 20, Ge centres, the species-resolved ordering (SCIENCE.md §4).
+DEFAULT_DESCRIPTOR = {key: value for key, value in DESCRIPTOR_SETTINGS_DEFAULTS.items() if value is not None}
 
 
 def descriptor_settings(parameters: dict) -> dict:
-    """:data:`DEFAULT_DESCRIPTOR` updated with ``parameters``; a ValueError naming a bad or unknown key."""
-    settings = {**DEFAULT_DESCRIPTOR, **check_known_keys(parameters, DEFAULT_DESCRIPTOR, "descriptor parameters")}
-    settings["n_atoms"] = check_integer(settings["n_atoms"], "parameters['n_atoms']", minimum=2)
-    if not isinstance(settings["species"], str):
-        raise ValueError(f"`parameters['species']` must be a chemical symbol such as 'Ge'; got {settings['species']!r}")
-    return settings
+    """The descriptor settings of ``parameters`` completed and checked (one home of the rules:
+    :func:`aiida_xesml.ml.descriptors.check_descriptor_settings`); a ValueError naming a bad or unknown key."""
+    return check_descriptor_settings(parameters, "parameters")
+
+
+def descriptor_of(node) -> dict:
+    """The descriptor settings recorded on a descriptors, data set, emulator or ECA node. Nodes made before
+    the species-resolved ordering existed carry no ``ordering``: they used the distance ordering."""
+    recorded = dict(node.base.attributes.get("descriptor", {}) or {})
+    recorded.setdefault("ordering", "distance")
+    return recorded
 
 
 @calcfunction
 def featurize(parameters: orm.Dict, **snapshots):
     """Descriptors of the ``species`` sites of the inputs ``snapshot_<i>`` (StructureData, Å).
 
-    ``parameters``: ``n_atoms`` (matrix size N, default 20) and ``species`` (default 'Ge').
-    Output ``descriptors`` (ArrayData): ``descriptors`` (n, N(N+1)/2) in e²/Å units (SCIENCE.md §4),
-    ``snapshot_index`` (the i of ``snapshot_<i>``) and ``site_index`` (atom index) per row.
+    ``parameters``: ``n_atoms`` (matrix size N, default 20), ``species`` (default 'Ge'), ``ordering``
+    ('species', the default: the centre, its nearest O, then its nearest Ge; or 'distance', the published
+    mixed ordering) and ``species_counts`` (the species ordering's [symbol, count] pairs, default 12 O + 7 Ge
+    for N = 20). Output ``descriptors`` (ArrayData): ``descriptors`` (n, N(N+1)/2) in e²/Å units
+    (SCIENCE.md §4), ``snapshot_index`` (the i of ``snapshot_<i>``) and ``site_index`` (atom index) per
+    row; attribute ``descriptor`` (the complete settings).
     """
     settings = descriptor_settings(parameters.get_dict())
     if not snapshots:
@@ -34,8 +43,7 @@ def featurize(parameters: orm.Dict, **snapshots):
     if wrong:
         raise ValueError(f"inputs {sorted(wrong)[:3]} are not named `snapshot_<i>` (i a whole number)")
     numbered = sorted((int(key.rsplit("_", 1)[1]), key) for key in snapshots)
-    rows = featurize_snapshots([snapshots[key].get_ase() for _, key in numbered], n_atoms=settings["n_atoms"],
-                               species=settings["species"])
+    rows = featurize_snapshots([snapshots[key].get_ase() for _, key in numbered], **settings)
     rows["snapshot_index"] = np.array([number for number, _ in numbered], dtype=int)[rows["snapshot_index"]]
     node = orm.ArrayData()
     for name, values in rows.items():

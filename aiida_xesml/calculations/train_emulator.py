@@ -1,69 +1,102 @@
-"""Calcfunction: a seeded, deterministic emulator fit with a label-stratified held-out split."""
+"""Calcfunction: the honest training of the emulator (grouped split, model selection, baseline, ensemble)."""
 
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
 from aiida_xesml.calculations.checks import require_type
+from aiida_xesml.calculations.featurize import descriptor_of
 from aiida_xesml.data.dataset import XesDatasetData
 from aiida_xesml.data.emulator import EmulatorData
-from aiida_xesml.ml.emulator import ACTIVATIONS
-from aiida_xesml.ml.training import train_emulator as fit_emulator
-from aiida_xesml.ml.training import training_settings
-from aiida_xesml.ml.validation import check_integer
+from aiida_xesml.ml.descriptors import feature_blocks, n_features
+from aiida_xesml.ml.training import fit_emulators, fit_settings
+
+#: Feature sets the model selection chooses among by default (``feature_blocks`` names; 'center_o'
+#: exists for the species-resolved ordering only).
+DEFAULT_FEATURE_SETS = ("full", "row0", "center_o")
 
 
-def checked_training_settings(parameters: dict) -> dict:
-    """:func:`aiida_xesml.ml.training.training_settings` with each value checked too.
+def training_settings(parameters: dict) -> tuple[dict, list[str]]:
+    """``(fit settings, feature-set names)`` of the ``parameters`` of :func:`train_emulator`.
 
-    :raises ValueError: naming the key: unknown keys, ``hidden_layer_sizes`` not a non-empty list of
-        whole numbers >= 1, an unknown ``activation``, ``alpha`` < 0, ``max_iter`` < 1,
-        ``test_fraction`` outside (0, 1), or ``seed`` not a whole number >= 0.
+    ``feature_sets`` (names of :func:`aiida_xesml.ml.descriptors.feature_blocks`) is the shell's key; the
+    others are checked by :func:`aiida_xesml.ml.training.fit_settings`.
+
+    :raises ValueError: naming the key.
     """
-    settings = training_settings(parameters)
-    sizes = settings["hidden_layer_sizes"]
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (list, tuple)) or not sizes:
-        raise ValueError(f"`parameters['hidden_layer_sizes']` must be a non-empty list of layer widths, e.g. [32, 32]; "
-                         f"got {sizes!r}")
-    settings["hidden_layer_sizes"] = [check_integer(n, "parameters['hidden_layer_sizes']", minimum=1) for n in sizes]
-    if settings["activation"] not in ACTIVATIONS:
-        raise ValueError(f"`parameters['activation']` must be one of {', '.join(ACTIVATIONS)}; "
-                         f"got {settings['activation']!r}")
-    alpha = settings["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"`parameters['alpha']` (L2 penalty) must be a finite number >= 0; got {alpha!r}")
-    settings["max_iter"] = check_integer(settings["max_iter"], "parameters['max_iter']", minimum=1)
-    fraction = settings["test_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        raise ValueError(f"`parameters['test_fraction']` must lie in (0, 1); got {fraction!r}")
-    settings["seed"] = check_integer(settings["seed"], "parameters['seed']", minimum=0)
-    return settings
+    parameters = dict(parameters)
+    names = parameters.pop("feature_sets", list(DEFAULT_FEATURE_SETS))
+    if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)) or not names \
+            or any(name not in DEFAULT_FEATURE_SETS for name in names):
+        raise ValueError(f"`parameters['feature_sets']` must be a non-empty list of {list(DEFAULT_FEATURE_SETS)}; "
+                         f"got {names!r}")
+    return fit_settings(parameters, "parameters"), list(names)
+
+
+def feature_sets_of(descriptor: dict, names) -> dict:
+    """The descriptor columns of each named feature set that exists for this descriptor."""
+    blocks = feature_blocks(descriptor["n_atoms"], descriptor.get("ordering", "distance"),
+                            descriptor.get("species_counts"))
+    return {name: blocks[name] for name in names if name in blocks}
 
 
 @calcfunction
 def train_emulator(dataset: orm.ArrayData, parameters: orm.Dict):
-    """Fit the MLP emulator (descriptors -> moments) on ``dataset`` (an XesDatasetData).
+    """Fit the emulator (descriptors -> moments) on ``dataset`` (an XesDatasetData), honestly.
 
-    ``parameters``: see :data:`aiida_xesml.ml.training.DEFAULT_TRAINING` (hidden_layer_sizes,
-    activation, alpha, max_iter, test_fraction, seed). Outputs ``emulator`` (EmulatorData) and
-    ``metrics`` (Dict: per target name ``pearson_r``, ``r2`` and ``rmse`` in the target's units on
-    the held-out rows, and ``n_train``, ``n_test``), plus ``split`` (ArrayData ``train``, ``test`` row
-    indices into the data set).
+    The rows are split by whole snapshots (``split``: 'snapshot', default; 'label': whole labels held
+    out; 'site': the optimistic random split), the network and the ridge baseline are chosen by
+    cross-validation grouped by snapshot on the training rows only (layer sizes, penalties and the
+    feature set among ``feature_sets``), the better of the two by that CV score is the emulator, and
+    both are scored on the same held-out rows. Then ``n_members`` emulators of the selected kind are
+    fitted on bootstrap resamples of the training snapshots: the ensemble behind the error bars.
+    ``parameters``: see :data:`aiida_xesml.ml.training.DEFAULT_FIT`, plus ``feature_sets``.
+
+    Outputs ``emulator`` (EmulatorData: the selected model and its ensemble, feature columns, the
+    selection record and a verdict), ``baseline`` (EmulatorData: the ridge), ``metrics`` (Dict: per
+    model and target ``pearson_r``, ``r2`` and ``rmse`` in the target's units on the held-out rows, the
+    split, counts and the verdict) and ``split`` (ArrayData ``train``, ``test`` row indices into the
+    data set; attribute ``split``).
     """
     require_type(dataset, XesDatasetData, "dataset", "the build_dataset calcfunction (an XesDatasetData)")
-    settings = checked_training_settings(parameters.get_dict())
+    settings, names = training_settings(parameters.get_dict())
+    descriptor = descriptor_of(dataset)
     X, Y = dataset.get_xy()
-    emulator, metrics, train, test = fit_emulator(X, Y, dataset.row_labels, settings)
-    names = dataset.moment_names
-    node = EmulatorData()
-    node.set_emulator(emulator, settings=settings, metrics=metrics, target_names=names)
-    node.base.attributes.set("descriptor", dataset.base.attributes.get("descriptor", {}))
+    result = fit_emulators(X, Y, dataset.snapshot_index, dataset.row_labels, settings,
+                           feature_sets=feature_sets_of(descriptor, names))
+    metrics = result["metrics"]
+    targets = dataset.moment_names
+    common = {"split": metrics["split"], "n_train": metrics["n_train"], "n_test": metrics["n_test"],
+              "n_train_groups": metrics["n_train_groups"], "n_test_groups": metrics["n_test_groups"]}
+
+    def emulator_node(model, kind, members=None, selection=None, verdict=None):
+        node = EmulatorData()
+        columns = result["columns"][kind]
+        node.set_emulator(model, settings=settings, metrics={**metrics[kind], **common}, target_names=targets,
+                          members=members, feature_columns=columns, kind=kind,
+                          feature_set=result["feature_set"] if kind == result["selected"] else None,
+                          selection=selection, verdict=verdict)
+        node.base.attributes.set("descriptor", descriptor)
+        node.base.attributes.set("n_descriptor_features", int(n_features(descriptor["n_atoms"])))
+        return node
+
+    emulator = emulator_node(result["emulator"], result["selected"], members=result["members"],
+                             selection=result["selection"], verdict=result["verdict"])
+    baseline = emulator_node(result["baseline"], "ridge")
+    by_target = {kind: {name: {key: metrics[kind][key][i] for key in ("pearson_r", "r2", "rmse")}
+                        for i, name in enumerate(targets)} for kind in ("selected", "network", "ridge", "ensemble")}
     split = orm.ArrayData()
-    split.set_array("train", np.asarray(train, dtype=int))
-    split.set_array("test", np.asarray(test, dtype=int))
+    split.set_array("train", np.asarray(result["train"], dtype=int))
+    split.set_array("test", np.asarray(result["test"], dtype=int))
+    split.base.attributes.set("split", metrics["split"])
     return {
-        "emulator": node,
-        "metrics": orm.Dict({"targets": node.base.attributes.get("metrics_by_target"), "n_train": metrics["n_train"], "n_test": metrics["n_test"],
-                             "note": "held-out rows; rmse in each target's units (M0 states, M1/M2 eV, M3 1)"}),
+        "emulator": emulator,
+        "baseline": baseline,
+        "metrics": orm.Dict({
+            "targets": by_target["selected"], "network": by_target["network"], "ridge": by_target["ridge"],
+            "ensemble": by_target["ensemble"], "selected": result["selected"], "feature_set": result["feature_set"],
+            "verdict": result["verdict"], "n_members": len(result["members"]), **common,
+            "note": f"held-out rows, split by {metrics['split']}; rmse in each target's units (M0 states, M1/M2 eV, M3 1)",
+        }),
         "split": split,
     }

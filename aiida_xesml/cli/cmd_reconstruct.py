@@ -65,44 +65,72 @@ def eca_settings(eca) -> tuple[int, dict]:
     return n_atoms, {name: [float(lo), float(hi)] for name, (lo, hi) in windows.items()}
 
 
+def training_inputs(eca) -> dict:
+    """The data set, emulator (with its ensemble) and split an ECA was fitted with, from its provenance (fit_eca's
+    inputs); empty for an ECA without them."""
+    try:
+        inputs = eca.creator.inputs
+    except Exception:  # noqa: BLE001  (no creator: an ECA stored by hand)
+        return {}
+    return {name: inputs[name] for name in ("dataset", "emulator", "split") if name in inputs}
+
+
+def _pm(value, spread, spec: str) -> str:
+    """``value ± spread``, '—' for a missing value, no ± when the spread is unknown (NaN)."""
+    import math
+
+    if value is None or not math.isfinite(value):
+        return "—"
+    return format(value, spec) + (f" ± {format(spread, spec)}" if spread is not None and math.isfinite(spread) else "")
+
+
+def training_spectra(dataset):
+    """The spectra a data set's moments came from (build_dataset <- compute_moments <- spectra), or None."""
+    try:
+        return dataset.creator.inputs.moments.creator.inputs.spectra
+    except Exception:  # noqa: BLE001  (a data set stored by hand: no provenance to follow)
+        return None
+
+
 @cli.command("reconstruct")
 @click.argument("spectrum_file", metavar="SPECTRUM", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--eca", "eca_pk", required=True, type=int, metavar="PK", help="Pk of the fitted XesEcaData.")
-@click.option("--reference-ev", required=True, type=float, metavar="E",
-              help="Energy (eV, on the file's axis) of the calculations' valence-band maximum; energies are shifted by -E.")
+@click.option("--reference-ev", type=float, default=None, metavar="E",
+              help="Only for a spectrum already on the calculations' axis convention: the energy (eV, on the file's "
+                   "axis) of the calculations' valence-band maximum; the moments are then matched directly. Without "
+                   "it (the default) the windows are found from the spectrum's own Kβ″ and Kβ2 peaks and only "
+                   "shift- and scale-free targets are matched: no reference energy and no intensity unit needed.")
 @click.option("--label", type=float, default=None,
               help="A number for the spectrum, e.g. the pressure in GPa (default: none).")
 @click.option("--moment-orders", default="0,1", show_default=True,
-              help="Moments the inverse matches (comma-separated). M0 depends on the intensity scale: "
-                   "use 1 alone unless the file is in the calculations' units (states/eV).")
+              help="With --reference-ev: the moments the inverse matches (comma-separated). M0 depends on the "
+                   "intensity scale: use 1 alone unless the file is in the calculations' units (states/eV).")
+@click.option("--method", type=click.Choice(["population", "single_point"]), default="population", show_default=True,
+              help="population: weights over the ECA's training sites whose mixture moments match the spectrum's; "
+                   "single_point: the published inverse, one point in ECA score space (needs --reference-ev).")
+@click.option("--noise", type=float, default=None, metavar="SIGMA",
+              help="Standard deviation of the intensity per point, in the file's unit (default: estimated from the "
+                   "data); sets the error bars of the measured targets.")
 @click.pass_context
-def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orders):
+def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orders, method, noise):
     """Reconstruct the structure around Ge from a measured spectrum SPECTRUM.
 
-    SPECTRUM is a text file of two columns, energy (eV) and intensity; '#' comment lines only at
-    the top; at most 5 MB (aiida_xesml.ml.limits.MAX_SPECTRUM_FILE_BYTES). The file is stored as an XyData, put on the common grid (xesml.measured_spectrum) and
-    reconstructed with the ECA (xesml.reconstruct), all with provenance.
+    SPECTRUM is a text file of two columns, energy (eV, on any absolute axis) and intensity (any unit,
+    background subtracted); '#' comment lines only at the top; at most 5 MB
+    (aiida_xesml.ml.limits.MAX_SPECTRUM_FILE_BYTES). The file is stored as an XyData; its Kβ″ and Kβ2
+    peaks place the moment windows, its shift-free targets are computed (xesml.measured_targets) and
+    the population of training sites whose spectra match them is found (xesml.reconstruct), with
+    provenance. CN and distances are printed with their spread over the emulator ensemble (±).
 
     \b
     Example:
-        aiida-xesml reconstruct kbeta.txt --eca 1234 --reference-ev 11098.5 --label 0
+        aiida-xesml reconstruct kbeta.txt --eca 1234 --label 0
     """
-    import sys
-
     import numpy as np
-    from ase.data import chemical_symbols
 
-    from aiida_xesml.ml.measured import (
-        DEFAULT_GRID,
-        grid_from,
-        read_spectrum_file,
-        sha256_hex,
-        shift_and_interpolate,
-    )
-    from aiida_xesml.ml.descriptors import n_features
-    from aiida_xesml.ml.moments import moment_names, spectral_moments
+    from aiida_xesml.ml.measured import read_spectrum_file, sha256_hex
 
-    # 1. The file, checked before anything is stored.
+    # 1. The file and the options, checked before anything is stored.
     try:
         orders = [int(value) for value in moment_orders.replace(" ", ",").split(",") if value]
         if not orders or any(order not in (0, 1, 2, 3) for order in orders):
@@ -111,6 +139,11 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
         raise click.ClickException(f"--moment-orders must be numbers among 0, 1, 2, 3; got {moment_orders!r}") from None
     if label is not None and not np.isfinite(label):
         raise click.ClickException(f"--label must be a finite number; got {label}")
+    if noise is not None and not (np.isfinite(noise) and noise >= 0):
+        raise click.ClickException(f"--noise must be a standard deviation >= 0; got {noise}")
+    if reference_ev is None and method != "population":
+        raise click.ClickException("--method single_point matches the moments themselves: give --reference-ev, or use "
+                                   "the default population method with shift-free targets")
     try:
         energy, intensity, content = read_spectrum_file(spectrum_file)
     except ValueError as exc:
@@ -118,31 +151,38 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     except OSError as exc:
         raise click.ClickException(f"{spectrum_file}: cannot read the file: {exc}") from exc
 
-    # 2. The ECA, its descriptor and windows; the moments of the spectrum as a dry run.
+    # 2. The ECA, its descriptor, windows and training data.
     load_profile_of(ctx)
     from aiida import orm
 
-    from aiida_xesml.calculations.measured_spectrum import measured_spectrum
-    from aiida_xesml.calculations.reconstruct import reconstruct
-    from aiida_xesml.ml.progress import show_progress
     from aiida_xesml.data.eca import XesEcaData
+    from aiida_xesml.ml.descriptors import n_features
+    from aiida_xesml.ml.moments import moment_names
 
     eca = load_node_of_type(eca_pk, XesEcaData, "an XesEcaData (xesml.eca)")
     n_atoms, windows = eca_settings(eca)
-    if eca.n_features is not None and n_features(n_atoms) != eca.n_features:
+    full = n_features(n_atoms)
+    if eca.feature_columns is None and eca.n_features is not None and full != eca.n_features:
         raise click.ClickException(
             f"XesEcaData {eca.pk} was fitted on {eca.n_features} descriptor features, but its descriptor settings give "
-            f"n_atoms = {n_atoms} ({n_features(n_atoms)} features); use an ECA made by xesml.analysis or fit_eca, "
+            f"n_atoms = {n_atoms} ({full} features); use an ECA made by xesml.analysis or fit_eca, "
             "which records its descriptor")
     if eca.target_names and len(eca.target_names) != len(moment_names(windows)):
         raise click.ClickException(
             f"XesEcaData {eca.pk} predicts {len(eca.target_names)} moments but its windows {sorted(windows)} give "
             f"{len(moment_names(windows))}; use an ECA made by xesml.analysis or fit_eca, which records its windows")
-    try:
-        grid = grid_from(DEFAULT_GRID)
-        spectral_moments(grid, shift_and_interpolate(energy, intensity, reference_ev, grid), windows=windows)
-    except ValueError as exc:
-        raise click.ClickException(f"{spectrum_file} with --reference-ev {reference_ev}: {exc}") from exc
+    # the file against the grid first (with a reference energy), then what the method needs from the provenance
+    dry_run = None if reference_ev is None else _check_measured(energy, intensity, reference_ev, windows, None, noise)
+    known = training_inputs(eca)
+    if method == "population" and "dataset" not in known:
+        raise click.ClickException(f"XesEcaData {eca.pk} has no data set in its provenance to reweight; use "
+                                   "--method single_point with --reference-ev, or an ECA made by xesml.analysis or fit_eca")
+    calculated = training_spectra(known["dataset"]) if reference_ev is None else None
+    if reference_ev is None:
+        if calculated is None:
+            raise click.ClickException(f"the data set of XesEcaData {eca.pk} has no spectra in its provenance to place "
+                                       "the windows from; give --reference-ev")
+        dry_run = _check_measured(energy, intensity, reference_ev, windows, calculated, noise)
 
     # 3. Store and run, with provenance.
     xy = orm.XyData()
@@ -154,39 +194,107 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     xy.label = spectrum_file.name
     xy.description = f"measured Kβ spectrum from {spectrum_file.name}"
     xy.store()
-    inputs = {"spectrum": xy, "reference_ev": orm.Float(reference_ev), "grid": orm.List(list(DEFAULT_GRID))}
-    if label is not None:
-        inputs["label"] = orm.Float(label)
     try:
-        spectra = measured_spectrum(**inputs)["spectra"]
-        parameters = {"ensemble_mean": False, "n_atoms": n_atoms, "windows": windows, "moment_orders": orders}
-        with show_progress(sys.stderr.isatty()):  # a bar over the inverse's starts, on a terminal only
-            outputs, node = reconstruct.run_get_node(eca=eca, spectra=spectra, parameters=orm.Dict(parameters))
+        outputs, node, stored = _run(xy, eca, known, calculated, reference_ev, label, windows, n_atoms, orders, method,
+                                     noise)
     except Exception as exc:
         raise click.ClickException(f"reconstruction failed ({type(exc).__name__}): {exc} "
                                    f"(XyData {xy.pk} is stored)") from exc
-    result = outputs["reconstruction"]
+    _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, node, stored, method)
 
-    # 4. Report.
-    names = moment_names(windows)
-    moments = result.get_array("target_moments")[0]
-    click.echo(f"Spectrum {spectrum_file.name} (sha256 {xy.base.attributes.get('sha256')[:12]}…), "
-               f"{len(energy)} points, reference {reference_ev:g} eV")
-    click.echo("Moments (M0 intensity, M1 eV, M2 eV, M3 skewness):")
-    for window in windows:
-        values = [moments[names.index(f"{window}_m{order}")] for order in range(4)]
-        title = {"kbpp": "Kβ″", "kb2": "Kβ2"}.get(window, window)
-        click.echo(f"  {title:6s} " + "  ".join(f"M{order} = {value:10.4f}" for order, value in enumerate(values)))
-    distances = result.get_array("distances_angstrom")[0][:8]
-    species = result.get_array("species_z")[0][:8]
-    click.echo("Reconstructed neighbours of the emitting Ge (Å):")
-    for index, (distance, z) in enumerate(zip(distances, species), start=1):
-        symbol = chemical_symbols[int(z)] if 0 < int(z) < len(chemical_symbols) else "?"
-        text = f"{distance:.3f}" if np.isfinite(distance) else "—"
-        click.echo(f"  {index:2d}  {symbol:2s}  {text}")
-    shell = float(result.get_array("first_shell_mean_angstrom")[0])
-    shell_text = f"{shell:.3f} Å" if np.isfinite(shell) else "— (no O within the cutoff)"
+
+def _check_measured(energy, intensity, reference_ev, windows, calculated, noise):
+    """The measured targets (shift-free path) or moments (reference path) as a dry run: a ClickException when the
+    spectrum cannot give them, before anything is stored."""
+    from aiida_xesml.ml.measured import DEFAULT_GRID, grid_from, measured_targets, shift_and_interpolate
+    from aiida_xesml.ml.moments import spectral_moments
+
+    try:
+        if reference_ev is None:
+            return measured_targets(energy, intensity, calculated.energy_ev, calculated.intensity.mean(axis=0),
+                                    windows=windows, noise=noise)
+        grid = grid_from(DEFAULT_GRID)
+        return {"moments": spectral_moments(grid, shift_and_interpolate(energy, intensity, reference_ev, grid),
+                                            windows=windows)}
+    except ValueError as exc:
+        where = "" if reference_ev is None else f" with --reference-ev {reference_ev}"
+        raise click.ClickException(f"{energy.size}-point spectrum{where}: {exc}") from exc
+
+
+def _run(xy, eca, known, calculated, reference_ev, label, windows, n_atoms, orders, method, noise):
+    """measured_targets (or measured_spectrum) and reconstruct, with provenance; returns their outputs."""
+    import sys
+
+    from aiida import orm
+
+    from aiida_xesml.calculations.measured_spectrum import measured_spectrum
+    from aiida_xesml.calculations.measured_targets import measured_targets
+    from aiida_xesml.calculations.reconstruct import reconstruct
+    from aiida_xesml.ml.measured import DEFAULT_GRID
+    from aiida_xesml.ml.progress import show_progress
+
+    parameters = {"ensemble_mean": False, "n_atoms": n_atoms, "windows": windows, "method": method}
+    extra = {"label": orm.Float(label)} if label is not None else {}
+    if reference_ev is None:
+        given = {"windows": windows, **({"noise": noise} if noise is not None else {})}
+        stored = measured_targets(spectrum=xy, calculated=calculated, parameters=orm.Dict(given), **extra)["targets"]
+        target = {"targets": stored}
+    else:
+        stored = measured_spectrum(spectrum=xy, reference_ev=orm.Float(reference_ev), grid=orm.List(list(DEFAULT_GRID)),
+                                   **extra)["spectra"]
+        target = {"spectra": stored}
+        parameters["moment_orders"] = orders
+    with show_progress(sys.stderr.isatty()):  # a bar over the inverse's starts, on a terminal only
+        outputs, node = reconstruct.run_get_node(eca=eca, parameters=orm.Dict(parameters), **target, **known)
+    return outputs, node, stored
+
+
+def _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, node, stored, method):
+    import numpy as np
+    from ase.data import chemical_symbols
+
+    from aiida_xesml.calculations.reconstruct import read_reconstruction
+    from aiida_xesml.ml.moments import moment_names
+
+    result = outputs["reconstruction"]
+    titles = {"kbpp": "Kβ″", "kb2": "Kβ2"}
+    click.echo(f"Spectrum {spectrum_file.name} (sha256 {xy.base.attributes.get('sha256')[:12]}…), {len(energy)} points"
+               + (f", reference {reference_ev:g} eV" if reference_ev is not None else ""))
+    if reference_ev is None:
+        peaks = stored.base.attributes.get("peaks_ev")
+        placed = stored.base.attributes.get("windows_ev")
+        click.echo("Peaks found on the measured axis: " + ", ".join(
+            f"{titles.get(name, name)} {peaks[f'{name}_ev']:.2f} eV" for name in windows if f"{name}_ev" in peaks))
+        click.echo("Windows put at the calculations' distance from each peak (eV, measured axis): " + ", ".join(
+            f"{titles.get(name, name)} [{lo:.2f}, {hi:.2f}]" for name, (lo, hi) in placed.items()))
+        names = stored.base.attributes.get("target_names")
+        values, errors = stored.get_array("targets")[0], stored.get_array("target_errors")[0]
+        fitted = result.get_array("fitted_targets")[0]
+        click.echo("Shift-free targets (measured ± noise error | fitted by the population):")
+        for name, value, error, fit in zip(names, values, errors, fitted):
+            click.echo(f"  {name:22s} {value:10.4f} ± {error:.4f} | {fit:10.4f}")
+    else:
+        names = moment_names(windows)
+        moments = result.get_array("target_moments")[0]
+        click.echo("Moments (M0 intensity, M1 eV, M2 eV, M3 skewness):")
+        for window in windows:
+            values = [moments[names.index(f"{window}_m{order}")] for order in range(4)]
+            click.echo(f"  {titles.get(window, window):6s} " + "  ".join(f"M{order} = {value:10.4f}"
+                                                                       for order, value in enumerate(values)))
+    values = read_reconstruction(result)
+    n_members = result.base.attributes.get("settings", {}).get("n_members", 1)
+    slot_z = result.base.attributes.get("slot_z")
+    click.echo(f"Reconstructed neighbours of the emitting Ge (Å, ± over {n_members} emulators, {method}):")
+    for index, (distance, spread) in enumerate(zip(values["distances_angstrom"][0][:8],
+                                                    values["distances_angstrom_spread"][0][:8]), start=1):
+        symbol = chemical_symbols[int(slot_z[index - 1])] if slot_z else "slot"
+        click.echo(f"  {index:2d}  {symbol:4s}  {_pm(distance, spread, '.3f')}")
+    shell = values["first_shell_mean_angstrom"][0]
+    shell_text = (f"{_pm(shell, values['first_shell_mean_angstrom_spread'][0], '.3f')} Å" if np.isfinite(shell)
+                  else "— (no O within the cutoff)")
     click.echo(f"First-shell mean Ge–O: {shell_text}")
-    click.echo(f"CN: {int(result.get_array('cn')[0])} (fractional {float(result.get_array('cn_fractional')[0]):.2f})")
-    click.echo(f"Stored: XyData {xy.pk}, spectra {spectra.pk}, reconstruction {result.pk} "
+    click.echo(f"CN: {_pm(values['cn'][0], values['cn_spread'][0], '.2f')} "
+               f"(count of O within the cutoff: {_pm(values['cn_count'][0], values['cn_count_spread'][0], '.2f')})")
+    what = "targets" if reference_ev is None else "spectra"
+    click.echo(f"Stored: XyData {xy.pk}, {what} {stored.pk}, reconstruction {result.pk} "
                f"(summary {outputs['summary'].pk}, calculation {node.pk})")

@@ -22,15 +22,13 @@ from aiida_xesml.calculations.compute_moments import (
 )
 from aiida_xesml.calculations.featurize import (
     DEFAULT_DESCRIPTOR,
+    descriptor_of,
     descriptor_settings,
     featurize,
 )
 from aiida_xesml.calculations.fit_eca import DEFAULT_ECA, eca_settings, fit_eca
 from aiida_xesml.calculations.reconstruct import reconstruct, reconstruction_settings
-from aiida_xesml.calculations.train_emulator import (
-    checked_training_settings,
-    train_emulator,
-)
+from aiida_xesml.calculations.train_emulator import train_emulator, training_settings
 from aiida_xesml.data.emulator import EmulatorData
 from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.dataset import check_min_per_label
@@ -53,11 +51,14 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         spec.input_namespace("structures", valid_type=orm.StructureData, dynamic=True, required=False,
                              help="The snapshots as structures `snapshot_<i>` (alternative to `snapshots`).")
         spec.input("descriptor_parameters", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULT_DESCRIPTOR),
-                   help="Local Coulomb matrix: n_atoms (N, 20) and species of the emitter ('Ge').")
+                   help="Local Coulomb matrix: n_atoms (N, 20), species of the emitter ('Ge'), ordering ('species': "
+                        "the centre, its nearest O, then its nearest Ge; or 'distance', the published mixed one) and "
+                        "species_counts (default 12 O + 7 Ge for N = 20).")
         spec.input("moment_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
                    help="windows: name -> [lo, hi] eV (default Kβ″ [-24, -13], Kβ2 [-12, 2]).")
         spec.input("training_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
-                   help="Emulator settings (hidden_layer_sizes, activation, alpha, max_iter, test_fraction, seed).")
+                   help="Emulator training: split ('snapshot', 'label' or 'site'), test_fraction, test_labels, seed, "
+                        "cv_folds, network_grid, ridge_grid, max_iter, n_members (the ensemble), n_jobs, feature_sets.")
         spec.input("min_samples_per_label", valid_type=orm.Int, default=lambda: orm.Int(4),
                    help="Every label needs at least this many site spectra to be trained on and held out.")
         spec.input("emulator", valid_type=EmulatorData, required=False,
@@ -65,7 +66,8 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         spec.input("eca_parameters", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULT_ECA),
                    help="ECA: n_components (3) and seed (0).")
         spec.input("reconstruction_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
-                   help="Reconstruction: ensemble_mean (True), cutoff_angstrom (2.3), n_starts (4).")
+                   help="Reconstruction: method ('population' or 'single_point'), cutoff_angstrom (2.3), "
+                        "width_angstrom (0.1), moment_orders, prior, n_starts, held_out (True).")
         spec.input("target_spectra", valid_type=XesSpectraData, required=False,
                    help="Further spectra (e.g. measured ones, on the same energy reference) to reconstruct, row by row.")
         spec.outline(
@@ -79,11 +81,17 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         spec.output("dataset", valid_type=orm.ArrayData, help="XesDatasetData: descriptors and moments, row by row.")
         spec.output("emulator", valid_type=EmulatorData, help="The emulator (trained here, or the given one).")
         spec.output("metrics", valid_type=orm.Dict, required=False,
-                    help="Held-out Pearson r, R² and RMSE per moment (when trained here).")
+                    help="Held-out Pearson r, R² and RMSE per moment of the selected emulator, the network and the ridge "
+                         "baseline on the same rows, the split and the verdict (when trained here).")
+        spec.output("baseline", valid_type=EmulatorData, required=False,
+                    help="The linear (ridge) baseline, scored on the same held-out rows (when trained here).")
+        spec.output("split", valid_type=orm.ArrayData, required=False,
+                    help="Training and held-out row indices of the data set (train, test) and how they were chosen.")
         spec.output("eca", valid_type=orm.ArrayData, help="XesEcaData: components and covered variance (Y and X).")
         spec.output("reconstruction", valid_type=orm.ArrayData,
-                    help="Per label, from its ensemble-mean spectrum: scores, pseudo-Coulomb matrix, distances (Å), "
-                         "species, CN, with the true ensemble means beside them.")
+                    help="Per label, from its ensemble-mean spectrum (and from its held-out snapshots alone): CN, "
+                         "first-shell and slot distances (Å), each with its spread over the emulator ensemble, and the "
+                         "true ensemble means beside them.")
         spec.output("reconstruction_summary", valid_type=orm.Dict, help="The reconstruction per label as a table.")
         spec.output("target_reconstruction", valid_type=orm.ArrayData, required=False,
                     help="The reconstruction of every row of `target_spectra`.")
@@ -122,7 +130,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
     # ----- steps ----------------------------------------------------------------------------------
 
     def _descriptor(self) -> dict:
-        return {**DEFAULT_DESCRIPTOR, **self.inputs.descriptor_parameters.get_dict()}
+        return descriptor_settings(self.inputs.descriptor_parameters.get_dict())
 
     def validate_inputs(self):
         """Check that spectra and snapshots belong together and that every setting is usable."""
@@ -202,41 +210,53 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
                                      metadata={"call_link_label": "train_emulator"})
         except ValueError as exc:
             return self.exit_codes.ERROR_STEP_FAILED.format(step="train_emulator", reason=str(exc))
-        self.out("metrics", results["metrics"])
-        self.ctx.emulator = results["emulator"]
-        targets = results["metrics"]["targets"]
-        self.report("emulator held-out Pearson r: " + ", ".join(f"{name} {format_metric(values['pearson_r'])}"
-                                                                 for name, values in targets.items()))
+        for key in ("metrics", "baseline", "split"):
+            self.out(key, results[key])
+        self.ctx.emulator, self.ctx.split = results["emulator"], results["split"]
+        metrics = results["metrics"]
+        self.report(f"held-out rows: {metrics['n_test']} sites of {metrics['n_test_groups']} snapshots (split by "
+                    f"{metrics['split']}); {metrics['verdict']}")
+        for kind in ("targets", "ridge"):
+            name = "selected" if kind == "targets" else "ridge baseline"
+            self.report(f"{name} held-out Pearson r: " + ", ".join(
+                f"{target} {format_metric(values['pearson_r'])}" for target, values in metrics[kind].items()))
         return None
 
     def analyse(self):
         """ECA of the data set, then the reconstruction of each label's ensemble-mean spectrum."""
         emulator = self.ctx.emulator if "emulator" in self.ctx else self.inputs.emulator
         self.out("emulator", emulator)
+        split = {"split": self.ctx.split} if "split" in self.ctx else {}
         try:
-            eca = fit_eca(self.ctx.dataset, emulator, self.inputs.eca_parameters,
+            eca = fit_eca(self.ctx.dataset, emulator, self.inputs.eca_parameters, **split,
                           metadata={"call_link_label": "fit_eca"})["eca"]
         except ValueError as exc:
             return self.exit_codes.ERROR_STEP_FAILED.format(step="fit_eca", reason=str(exc))
         self.out("eca", eca)
-        self.report("ECA covered variance (cumulative) Y: " + " ".join(f"{v:.3f}" for v in eca.covered_variance)
+        held_out = eca.covered_variance_held_out
+        self.report("ECA covered variance (cumulative) Y: training " + " ".join(f"{v:.3f}" for v in eca.covered_variance)
+                    + (" | held-out " + " ".join(f"{v:.3f}" for v in held_out) if held_out else "")
                     + " | X: " + " ".join(f"{v:.3f}" for v in eca.covered_variance_x))
         parameters = self._reconstruction_parameters(ensemble_mean=True)
+        known = {"dataset": self.ctx.dataset, "emulator": emulator, **split}
         try:
-            result = reconstruct(eca, self.inputs.spectra, parameters, dataset=self.ctx.dataset,
+            result = reconstruct(eca, self.inputs.spectra, parameters, **known,
                                  metadata={"call_link_label": "reconstruct"})
             if "target_spectra" in self.inputs:
-                target = reconstruct(eca, self.inputs.target_spectra, self._reconstruction_parameters(False),
+                target = reconstruct(eca, self.inputs.target_spectra, self._reconstruction_parameters(False), **known,
                                      metadata={"call_link_label": "reconstruct_targets"})
                 self.out("target_reconstruction", target["reconstruction"])
         except ValueError as exc:
             return self.exit_codes.ERROR_STEP_FAILED.format(step="reconstruct", reason=str(exc))
         self.out("reconstruction", result["reconstruction"])
         self.out("reconstruction_summary", result["summary"])
-        for row in result["summary"]["rows"]:
-            self.report(f"label {_fmt(row['label'], 'g')}: reconstructed first shell {_fmt(row['first_shell_mean_angstrom'])} Å, "
-                        f"CN {row['cn_fractional']:.2f} | true {_fmt(row.get('true_first_shell_mean_angstrom'))} Å, "
-                        f"CN {_fmt(row.get('true_cn_mean'), '.2f')}")
+        summary = result["summary"]
+        for kind, rows in (("all sites", summary["rows"]), ("held-out snapshots", summary.get("held_out_rows", []))):
+            for row in rows:
+                self.report(f"label {_fmt(row['label'], 'g')} ({kind}, {row['n_spectra']} spectra): reconstructed CN "
+                            f"{_pm(row['cn'], row['cn_spread'], '.2f')}, first shell "
+                            f"{_pm(row['first_shell_mean_angstrom'], row['first_shell_mean_angstrom_spread'], '.3f')} Å "
+                            f"| true CN {_fmt(row.get('true_cn'), '.2f')}, {_fmt(row.get('true_first_shell_mean_angstrom'))} Å")
         return None
 
     def _reconstruction_parameters(self, ensemble_mean: bool) -> orm.Dict:
@@ -250,18 +270,20 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _pm(value, spread, spec: str) -> str:
+    """``value ± spread`` for a report (the spread over the emulator ensemble)."""
+    return _fmt(value, spec) + ("" if spread is None else f" ± {format(spread, spec)}")
+
+
 def check_settings(inputs) -> tuple[str, str] | None:
     """``(exit code name, reason)`` for unusable analysis settings in ``inputs`` (the analysis
     inputs, or the pipeline's ``analysis`` namespace), or None. Needs no data, so the pipeline
     checks it before any QE run."""
-    descriptor = {**DEFAULT_DESCRIPTOR, **inputs.descriptor_parameters.get_dict()}
-    n_atoms = descriptor["n_atoms"]
-    if isinstance(n_atoms, bool) or not isinstance(n_atoms, int) or n_atoms < 2:
-        return "ERROR_INVALID_PARAMETERS", f"descriptor_parameters.n_atoms must be an integer >= 2; got {n_atoms!r}."
     try:
-        descriptor_settings(inputs.descriptor_parameters.get_dict())
+        descriptor = descriptor_settings(inputs.descriptor_parameters.get_dict())
     except ValueError as exc:
         return "ERROR_INVALID_PARAMETERS", f"descriptor_parameters: {exc}."
+    n_atoms = descriptor["n_atoms"]
     d = n_features(n_atoms)
     try:
         check_known_keys(inputs.moment_parameters.get_dict(), MOMENT_KEYS, "moment_parameters")
@@ -274,14 +296,18 @@ def check_settings(inputs) -> tuple[str, str] | None:
     n_outputs = 4 * len(windows)
     if "emulator" in inputs:
         emulator = inputs.emulator
-        if emulator.n_features != d or emulator.base.attributes.get("n_outputs") != n_outputs:
+        trained_on = descriptor_of(emulator)
+        columns = emulator.base.attributes.get("n_descriptor_features", emulator.n_features)
+        if columns != d or emulator.base.attributes.get("n_outputs") != n_outputs \
+                or trained_on.get("ordering") != descriptor["ordering"]:
             return "ERROR_EMULATOR_MISMATCH", (
-                f"it maps {emulator.n_features} descriptor features to {emulator.base.attributes.get('n_outputs')} "
-                f"moments, but this data has {d} features (n_atoms = {n_atoms}) and {n_outputs} moments; use the "
+                f"it was trained on {columns} descriptor features ({trained_on.get('ordering')} ordering) for "
+                f"{emulator.base.attributes.get('n_outputs')} moments, but this data has {d} features "
+                f"(n_atoms = {n_atoms}, {descriptor['ordering']} ordering) and {n_outputs} moments; use the "
                 "descriptor and windows it was trained with, or train a new one.")
     else:
         try:
-            checked_training_settings(inputs.training_parameters.get_dict())
+            training_settings(inputs.training_parameters.get_dict())
         except ValueError as exc:
             return "ERROR_INVALID_PARAMETERS", f"training_parameters: {exc}"
     k = {**DEFAULT_ECA, **inputs.eca_parameters.get_dict()}["n_components"]

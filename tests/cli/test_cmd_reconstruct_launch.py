@@ -92,8 +92,10 @@ def eca(made_data):
                             **made_data["structures"])["descriptors"]
     moments = compute_moments(made_data["spectra"], orm.Dict({}))["moments"]
     dataset = build_dataset(descriptors, moments)["dataset"]
-    emulator = train_emulator(dataset, orm.Dict({"hidden_layer_sizes": [16, 16], "alpha": 0.1, "seed": 0}))["emulator"]
-    return fit_eca(dataset, emulator, orm.Dict({"n_components": 2, "seed": 0}))["eca"]
+    trained = train_emulator(dataset, orm.Dict({"network_grid": {"hidden_layer_sizes": [[16]], "alpha": [0.1]},
+                                                "ridge_grid": {"alpha": [1.0]}, "cv_folds": 3, "n_members": 3,
+                                                "feature_sets": ["full"], "seed": 0}))
+    return fit_eca(dataset, trained["emulator"], orm.Dict({"n_components": 2, "seed": 0}), split=trained["split"])["eca"]
 
 
 def spectrum_text(energy, intensity, header=("# synthetic Kβ spectrum", "# energy_eV intensity")):
@@ -179,8 +181,10 @@ def test_reconstruct_good_file(eca, good_file, made_data):
     assert f"reconstruction {reconstruction.pk}" in result.output
     assert reconstruct_calc.inputs.parameters["n_atoms"] == N_ATOMS
     assert reconstruct_calc.inputs.parameters["ensemble_mean"] is False
-    cn = int(reconstruction.get_array("cn")[0])
-    assert f"CN: {cn} (fractional" in result.output
+    cn, spread = reconstruction.get_array("cn")[0], reconstruction.get_array("cn_spread")[0]
+    assert f"CN: {cn:.2f} ± {spread:.2f} (count of O within the cutoff" in result.output
+    assert reconstruct_calc.inputs.parameters["method"] == "population"
+    assert reconstruct_calc.inputs.dataset.uuid == eca.creator.inputs.dataset.uuid  # the population, by provenance
     assert reconstruction.get_array("distances_angstrom").shape == (1, N_ATOMS - 1)
     # the spectrum was interpolated from every other grid point: the moments match the original row's
     row = int(np.flatnonzero(made_data["labels"] == 20.0)[0])
@@ -259,6 +263,37 @@ def test_reconstruct_without_label_and_rejects_nan_label(eca, good_file):
     assert_fails(invoke("reconstruct", good_file, "--eca", eca.pk, "--reference-ev", REFERENCE_EV, "--label", "nan"),
                  "--label must be a finite number")
     assert count(orm.XyData) == before + 1
+
+
+def test_reconstruct_on_its_own_axis_is_blind_to_a_shift_and_a_scale(eca, made_data, tmp_path):
+    """Issue 16: no reference energy; the spectrum shifted by +7.3 eV and scaled by 40 gives the same CN and
+    distances, within their error bars, as the unshifted, unscaled one. The spectrum is the mean of the 6-fold
+    (label 20) sites, on the calculations' axis; the windows are found from its own peaks."""
+    six = made_data["labels"] == 20.0
+    mean = made_data["intensity"][six].mean(axis=0)
+    grid = made_data["grid"]
+    results = []
+    for name, shift, scale in (("plain.txt", 0.0, 1.0), ("shifted.txt", 7.3, 40.0)):
+        path = tmp_path / name
+        path.write_text(spectrum_text(grid + shift, scale * mean))
+        result = invoke("reconstruct", path, "--eca", eca.pk, "--label", 20)
+        assert_ok(result)
+        assert "Windows put at the calculations' distance from each peak" in result.output, result.output
+        calc = orm.QueryBuilder().append(orm.CalcFunctionNode, filters={"attributes.function_name": "reconstruct"},
+                                         tag="c").order_by({"c": {"id": "desc"}}).first()[0]
+        assert "targets" in calc.inputs and "spectra" not in calc.inputs
+        assert calc.inputs.targets.base.attributes.get("target_set") == "shift_free"
+        results.append(calc.outputs.reconstruction)
+    plain, shifted = results
+    windows = [shifted.creator.inputs.targets.base.attributes.get("windows_ev")[key][0] for key in ("kbpp", "kb2")]
+    reference = [plain.creator.inputs.targets.base.attributes.get("windows_ev")[key][0] for key in ("kbpp", "kb2")]
+    np.testing.assert_allclose(np.subtract(windows, reference), 7.3, atol=0.06)  # the windows moved with the peaks
+    for array in ("cn", "first_shell_mean_angstrom"):
+        a, b = plain.get_array(array)[0], shifted.get_array(array)[0]
+        bar = max(plain.get_array(f"{array}_spread")[0], shifted.get_array(f"{array}_spread")[0], 1e-3)
+        assert abs(a - b) <= bar, (array, a, b, bar)
+    # the 6-fold mean reads as 6-fold
+    assert plain.get_array("cn")[0] == pytest.approx(6.0, abs=0.3)
 
 
 # ----- launch ---------------------------------------------------------------------------------------------------
