@@ -22,7 +22,8 @@ snapshot ids, ``labels`` (n,) e.g. pressure in GPa, ``target_names`` (m,) string
 synthetic set, written with ``--write-npz PATH`` if asked (see :func:`synthetic_dataset`; the
 spectra are a smooth model, not physics).
 
-Run: ``python benchmarks/emulator.py [--npz PATH] [--grid default|fast] [--nested] [--n-jobs 1]``.
+Run: ``python benchmarks/emulator.py [--npz PATH | --reference NAME ...] [--grid default|fast] [--nested] [--n-jobs 1]``
+(``--reference crystalline-rattled`` reads the plugin's real data set of examples/data).
 Wall-clock timings depend on what else the machine runs: compare them only within one run. The
 selection also prints the CPU time of this process, which does not (with ``OMP_NUM_THREADS=1``
 and ``--n-jobs 1`` it is the time on one idle core).
@@ -96,8 +97,37 @@ def synthetic_dataset(snapshots_per_label: int = 20, seed: int = 0, ordering: st
     return arrays
 
 
-def load(path: str | None, write: str | None) -> tuple[dict, str]:
-    if path is None:
+def reference_arrays(names) -> dict:
+    """The ``--npz`` arrays of reference data sets of examples/data (real pw.x + projwfc.x spectra), joined: species-
+    resolved descriptors of every site, its moments, its snapshot (groups, unique across the sets) and its label."""
+    from aiida_xesml.ml.dataset import featurize_snapshots, join_rows
+    from aiida_xesml.ml.reference_data import load_reference_npz, reference_path
+
+    X, Y, groups, labels, offset = [], [], [], [], 0
+    for name in names:
+        data = load_reference_npz(reference_path(name))
+        rows = featurize_snapshots(data.structures(), N_ATOMS, ordering="species")
+        ia, _ = join_rows(np.column_stack([rows["snapshot_index"], rows["site_index"]]),
+                          np.column_stack([data.snapshot_index, data.site_index]))
+        X.append(rows["descriptors"][ia])
+        Y.append(spectral_moments(data.energy_ev, data.intensity))
+        groups.append(data.snapshot_index + offset)
+        labels.append(data.label)
+        offset += data.n_snapshots
+    arrays = {"X": np.concatenate(X), "Y": np.concatenate(Y), "groups": np.concatenate(groups),
+              "labels": np.concatenate(labels), "target_names": np.array(MOMENT_NAMES)}
+    for name, columns in feature_blocks(N_ATOMS, "species").items():
+        arrays[f"feature_set__{name}"] = columns
+    return arrays
+
+
+def load(path: str | None, write: str | None, reference=None) -> tuple[dict, str]:
+    if reference:
+        arrays = reference_arrays(reference)
+        source = f"real QE spectra, examples/data: {', '.join(reference)}"
+        if write:
+            np.savez(write, **arrays)
+    elif path is None:
         arrays = synthetic_dataset()
         source = "synthetic (benchmarks/emulator.py: quartz/rutile supercells, smooth model spectra)"
         if write:
@@ -164,6 +194,8 @@ def row(name, values, width=7):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--npz", help="data set (.npz, see the module docstring); default: synthetic")
+    parser.add_argument("--reference", nargs="+", metavar="NAME",
+                        help="reference data set(s) of examples/data instead (e.g. crystalline-rattled)")
     parser.add_argument("--write-npz", help="write the synthetic data set here")
     parser.add_argument("--grid", choices=("default", "fast"), default="default")
     parser.add_argument("--nested", action="store_true", help="select again inside every outer fold")
@@ -173,7 +205,7 @@ def main():
     args = parser.parse_args()
 
     t0 = time.perf_counter()
-    arrays, source = load(args.npz, args.write_npz)
+    arrays, source = load(args.npz, args.write_npz, args.reference)
     X, Y, groups, labels = arrays["X"], arrays["Y"], arrays["groups"], arrays["labels"].astype(float)
     names = [str(n) for n in arrays["target_names"]]
     feature_sets = feature_sets_of(arrays)
