@@ -345,7 +345,8 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
     :param target_weights: (m,) per-target weights of the mismatch (e.g. held-out R² clipped to [0, 1]).
     :param residual_variance: (W,) eV², see :mod:`aiida_xesml.ml.mixture` ('population').
     :param prior: ridge prior of the population tilt.
-    :param feature_columns, fill: see :func:`reconstruct_targets` ('single_point').
+    :param feature_columns: see :func:`reconstruct_targets` ('single_point').
+    :param fill: see :func:`reconstruct_targets` ('single_point').
     :param analysis_options: passed to :func:`analyze_coulomb` ('single_point'), e.g. slot_z, cutoff, width.
     :param transform: 'population' only: match functions of the moments instead of the moments (see
         :class:`~aiida_xesml.ml.mixture.PopulationInverse`); ``Y`` and ``target_weights`` are then in that space.
