@@ -1,4 +1,5 @@
-"""Figures of the learning core: emulator parity, mean spectra, ECA covered variance, reconstruction.
+"""Figures of the learning core: emulator parity, mean spectra, ECA covered variance, reconstruction,
+learning curves.
 
 Every function takes plain numpy arrays and a path, writes a PNG there (parent folders are created),
 and returns the :class:`pathlib.Path` written. Figures are built on matplotlib's Agg canvas without
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from .ml.validation import as_finite_array
 __all__ = [
     "DPI",
     "covered_variance_plot",
+    "learning_curve_plot",
     "mean_spectra_plot",
     "moment_label",
     "parity_plot",
@@ -314,14 +317,18 @@ def mean_spectra_plot(energy, intensity, labels, path, windows=None, offset=None
         return _save(fig, path)
 
 
-def covered_variance_plot(covered_y, covered_x, path) -> Path:
+def covered_variance_plot(covered_y, covered_x, path, covered_y_held_out=None) -> Path:
     """Cumulative variance covered by the first 1..k ECA components, in Y and in X.
 
-    :param covered_y: (k,) cumulative fraction (0..1) of the spectral-moment (Y) variance covered.
+    :param covered_y: (k,) cumulative fraction (0..1) of the spectral-moment (Y) variance covered, on the
+        rows ECA was fitted on.
     :param covered_x: (k,) cumulative fraction (0..1) of the descriptor (X) variance covered.
     :param path: where to write the PNG.
+    :param covered_y_held_out: optional (k,) the same as ``covered_y`` on held-out rows (drawn dashed); at
+        most 1, and below 0 where the components explain held-out moments worse than their mean does.
     :returns: the path written.
-    :raises ValueError: on empty, non-finite or mismatched input, or values outside 0..1.
+    :raises ValueError: on empty, non-finite or mismatched input, or values outside 0..1 (above 1 for the
+        held-out curve).
     """
     covered_y = as_finite_array(covered_y, "covered_y", ndim=1)
     covered_x = as_finite_array(covered_x, "covered_x", ndim=1)
@@ -330,31 +337,149 @@ def covered_variance_plot(covered_y, covered_x, path) -> Path:
     for name, values in (("covered_y", covered_y), ("covered_x", covered_x)):
         if values.min() < -1e-6 or values.max() > 1 + 1e-6:
             raise ValueError(f"`{name}` must be fractions in 0..1; got values in [{values.min():g}, {values.max():g}]")
+    held_out = None
+    if covered_y_held_out is not None:
+        held_out = as_finite_array(covered_y_held_out, "covered_y_held_out", ndim=1)
+        if held_out.shape != covered_y.shape:
+            raise ValueError(f"`covered_y_held_out` has {held_out.size} components but `covered_y` has "
+                             f"{covered_y.size}")
+        if held_out.max() > 1 + 1e-6:
+            raise ValueError(f"`covered_y_held_out` must be fractions of at most 1; got {held_out.max():g}")
     path = _output_path(path)
 
     k = covered_y.size
     components = np.arange(1, k + 1)
+    # (values, label, colour, marker, line style, offset of the value labels in points)
+    curves = [(covered_y, "moments (Y)" + (", training rows" if held_out is not None else ""), "#1f77b4", "o", "-",
+               (0, 8)),
+              (covered_x, "descriptors (X)", "#d62728", "s", "-", (0, -15))]
+    if held_out is not None:  # its value labels to the right of its points, clear of the other two
+        curves.insert(1, (held_out, "moments (Y), held-out rows", "#1f77b4", "D", "--", (9, -3)))
+    low = min(0.0, float(held_out.min()) - 0.05) if held_out is not None else 0.0
     with matplotlib.rc_context(_RC):
         fig = _figure(max(5.5, 3.5 + 0.45 * k), 4.3)
         ax = fig.subplots()
         ax.axhline(1.0, color="0.6", lw=0.8, ls=":", zorder=1)
-        for values, label, colour, marker in ((covered_y, "moments (Y)", "#1f77b4", "o"),
-                                              (covered_x, "descriptors (X)", "#d62728", "s")):
-            ax.plot(components, values, marker=marker, ms=7, lw=2, color=colour, label=label, clip_on=False,
-                    zorder=3)
+        if low < 0:
+            ax.axhline(0.0, color="0.6", lw=0.8, ls=":", zorder=1)
+        for values, label, colour, marker, style, offset in curves:
+            ax.plot(components, values, marker=marker, ms=7, lw=2, ls=style, color=colour, label=label,
+                    mfc="white" if style == "--" else colour, clip_on=False, zorder=3)
             if k <= 12:
                 for c, v in zip(components, values):
-                    ax.annotate(f"{v:.2f}", (c, v), textcoords="offset points",
-                                xytext=(0, 8 if label.startswith("moments") else -15),
-                                ha="center", fontsize=8.5, color=colour)
+                    ax.annotate(f"{v:.2f}", (c, v), textcoords="offset points", xytext=offset,
+                                ha="center" if offset[0] == 0 else "left", fontsize=8.5, color=colour)
         ax.set_xlim(0.5, k + 0.5)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(low, 1)
         ax.set_xticks(components if k <= 20 else np.unique(np.linspace(1, k, 10).round().astype(int)))
         ax.set_xlabel("number of ECA components")
         ax.set_ylabel("cumulative covered variance")
         ax.set_title("ECA: variance covered by the first components", fontweight="bold", pad=18)
         ax.grid(True, axis="y", color="0.92", lw=0.8, zorder=0)
-        ax.legend(loc="lower right", framealpha=0.9)
+        ax.legend(loc="lower right" if held_out is None else "best", framealpha=0.9)
+        return _save(fig, path)
+
+
+#: Colours of the models of a learning curve (others cycle through tab10).
+_MODEL_COLOURS = {"ridge": "#4d4d4d", "network": "#d62728", "selected": "#1f77b4"}
+
+
+def _curve_arrays(curves, metric: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{model: ((k,) mean training sites, (k, n_repeats, m) scores)} checked; NaN scores mean undefined."""
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError("`curves` must be a non-empty mapping model name -> learning_curve() output "
+                         f"(with 'n_train_sites' and {metric!r}); got {type(curves).__name__}")  # noqa: TRY004
+    checked = {}
+    for model, curve in curves.items():
+        where = f"curves[{model!r}]"
+        if not isinstance(curve, Mapping) or "n_train_sites" not in curve or metric not in curve:
+            raise ValueError(f"`{where}` must hold 'n_train_sites' and {metric!r} arrays, as "
+                             "aiida_xesml.ml.learning_curve.learning_curve returns them")
+        sites = as_finite_array(curve["n_train_sites"], f"{where}['n_train_sites']", ndim=(1, 2))
+        sites = sites.mean(axis=1) if sites.ndim == 2 else sites
+        if np.any(sites <= 0):
+            raise ValueError(f"`{where}['n_train_sites']` must be positive numbers of sites")
+        try:
+            scores = np.asarray(curve[metric], dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`{where}[{metric!r}]` must be a numeric (k, n_repeats, m) array") from exc
+        scores = scores[:, None, :] if scores.ndim == 2 else scores
+        if scores.ndim != 3 or scores.shape[0] != sites.size or scores.size == 0:
+            raise ValueError(f"`{where}[{metric!r}]` has shape {np.shape(curve[metric])}; expected ({sites.size}, "
+                             "n_repeats, m): one row per training size")
+        if np.any(np.isinf(scores)) or np.any(scores > 1 + 1e-9):
+            raise ValueError(f"`{where}[{metric!r}]` must be scores of at most 1 (NaN where undefined)")
+        checked[str(model)] = (sites, scores)
+    widths = {scores.shape[2] for _, scores in checked.values()}
+    if len(widths) > 1:
+        raise ValueError(f"`curves` hold different numbers of targets per model: {sorted(widths)}")
+    return checked
+
+
+def learning_curve_plot(curves, names, path, metric: str = "pearson_r") -> Path:
+    """Held-out skill per target against the number of training sites, one line per model.
+
+    :param curves: mapping model name (e.g. ``'ridge'``, ``'network'``) -> the dict
+        :func:`aiida_xesml.ml.learning_curve.learning_curve` returns: ``n_train_sites`` (k,) or
+        (k, n_repeats) training sites per size, and ``metric`` (k, n_repeats, m) held-out scores,
+        NaN where undefined. Lines are the mean over the repeats, bands ± one standard deviation.
+    :param names: (m,) target names such as ``'kbpp_m0'`` (see :func:`moment_label`).
+    :param path: where to write the PNG.
+    :param metric: ``'pearson_r'`` (held-out Pearson r) or ``'r2'`` (held-out R²).
+    :returns: the path written.
+    :raises ValueError: on a bad ``metric``, empty or mismatched ``curves`` or ``names`` (the message names
+        the argument).
+    """
+    if metric not in ("pearson_r", "r2"):
+        raise ValueError(f"`metric` must be 'pearson_r' or 'r2'; got {metric!r}")
+    checked = _curve_arrays(curves, metric)
+    m = next(iter(checked.values()))[1].shape[2]
+    if isinstance(names, str):
+        raise ValueError("`names` must be a sequence of target names, not a single string")  # noqa: TRY004
+    names = [str(name) for name in np.asarray(names, dtype=object).ravel()]
+    if len(names) != m:
+        raise ValueError(f"`names` has {len(names)} entries but the curves have {m} targets")
+    path = _output_path(path)
+
+    fallback = iter(colormaps["tab10"].colors)
+    colours = {model: _MODEL_COLOURS.get(model) or next(fallback) for model in checked}
+    n_repeats = max(scores.shape[1] for _, scores in checked.values())
+    summaries = {}
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a size where every repeat is undefined stays NaN
+        for model, (sites, scores) in checked.items():
+            summaries[model] = (sites, np.nanmean(scores, axis=1), np.nanstd(scores, axis=1))
+    finite = np.concatenate([(mean - std)[np.isfinite(mean - std)] for _, mean, std in summaries.values()] + [[0.0]])
+    low = min(0.0, float(finite.min()) - 0.05)
+    ncols = min(4, m)
+    nrows = math.ceil(m / ncols)
+    label = "held-out Pearson r" if metric == "pearson_r" else "held-out R²"
+    with matplotlib.rc_context(_RC):
+        fig = _figure(max(3.2 * ncols + 0.6, 5.2), 2.9 * nrows + 0.9)
+        axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)).ravel()
+        for j, ax in enumerate(axes):
+            if j >= m:
+                ax.set_visible(False)
+                continue
+            for model, (sites, mean, std) in summaries.items():
+                ax.plot(sites, mean[:, j], marker="o", ms=5, lw=1.8, color=colours[model], label=model, zorder=3)
+                if n_repeats > 1:
+                    ax.fill_between(sites, mean[:, j] - std[:, j], mean[:, j] + std[:, j], color=colours[model],
+                                    alpha=0.15, lw=0, zorder=2)
+            ax.axhline(0.0, color="0.6", lw=0.8, ls=":", zorder=1)
+            ax.set_ylim(low, 1.03)  # room for points at r = 1
+            ax.set_title(moment_label(names[j]), fontweight="bold")
+            ax.grid(True, color="0.92", lw=0.8, zorder=0)
+            if j % ncols == 0:
+                ax.set_ylabel(label)
+            if j >= m - ncols:
+                ax.set_xlabel("training sites")
+                ax.tick_params(labelbottom=True)
+        handles = [Line2D([], [], color=colours[model], marker="o", lw=1.8, label=model) for model in summaries]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
+        band = f"mean ± std over {n_repeats} repeats" if n_repeats > 1 else "one repeat"
+        fig.suptitle(f"Learning curve: {label} against training sites (whole snapshots held out; {band})",
+                     x=0.01, ha="left", fontweight="bold")
         return _save(fig, path)
 
 

@@ -1,5 +1,6 @@
 """Figures: every plot writes a real, non-blank PNG; bad input raises a ValueError naming the argument."""
 
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ from matplotlib.image import imread
 
 from aiida_xesml.plotting import (
     covered_variance_plot,
+    learning_curve_plot,
     mean_spectra_plot,
     moment_label,
     parity_plot,
@@ -96,6 +98,40 @@ def test_covered_variance_plot(tmp_path):
     assert_real_png(path)
 
 
+def test_covered_variance_plot_with_a_held_out_curve(tmp_path):
+    covered_y, covered_x = np.array([0.81, 0.93, 0.97]), np.array([0.22, 0.38, 0.51])
+    plain = assert_real_png(covered_variance_plot(covered_y, covered_x, tmp_path / "plain.png"))
+    # held-out covered variance may fall below 0 (worse than the held-out mean): the axis extends to it
+    held = assert_real_png(covered_variance_plot(covered_y, covered_x, tmp_path / "held.png",
+                                                 covered_y_held_out=[0.55, 0.70, -0.20]))
+    assert not np.array_equal(plain, held)
+
+
+def learning_curves(n_sizes=4, n_repeats=3, m=8, seed=0):
+    """Two models' curves in the layout learning_curve returns, the network's r lower at small sizes."""
+    rng = np.random.default_rng(seed)
+    sites = np.array([20, 50, 100, 200])[:n_sizes, None] + rng.integers(0, 5, size=(n_sizes, n_repeats))
+    curves = {}
+    for model, scale in (("ridge", 2.0), ("network", 4.0)):
+        r = 1 - scale / np.sqrt(sites)[:, :, None] + 0.03 * rng.normal(size=(n_sizes, n_repeats, m))
+        curves[model] = {"n_train_sites": sites, "pearson_r": np.clip(r, -1, 1), "r2": np.clip(r, -1, 1) ** 2}
+    return curves
+
+
+def test_learning_curve_plot(tmp_path):
+    curves = learning_curves()
+    path = learning_curve_plot(curves, NAMES, tmp_path / "sub" / "curve.png")
+    assert path == tmp_path / "sub" / "curve.png"
+    pixels = assert_real_png(path)
+    assert pixels.shape[1] > pixels.shape[0]  # 2 x 4 panels
+    # one repeat (no band), an undefined size (NaN), R² and 3 targets with other names still render
+    one = {model: {"n_train_sites": c["n_train_sites"][:, 0], "r2": c["r2"][:, 0, :3]} for model, c in curves.items()}
+    one["ridge"]["r2"][0, 1] = np.nan
+    assert_real_png(learning_curve_plot(one, ["a", "b", "c"], tmp_path / "one.png", metric="r2"))
+    assert not np.array_equal(assert_real_png(learning_curve_plot({"ridge": curves["ridge"]}, NAMES,
+                                                                  tmp_path / "ridge.png")), pixels)
+
+
 def test_reconstruction_plot(tmp_path):
     rng = np.random.default_rng(3)
     labels = np.array([30.0, 0.0, 15.0])  # unsorted on purpose
@@ -143,10 +179,26 @@ def test_reconstruction_plot(tmp_path):
                                       reconstructed_distances_spread=np.ones((2, 3))), "reconstructed_distances_spread"),
     (lambda d, p: reconstruction_plot([0, 15], np.ones((2, 4)), np.ones((2, 4)), [4, 5], [4, 5], p,
                                       reconstructed_cn_spread=[0.1]), "reconstructed_cn_spread"),
+    (lambda d, p: covered_variance_plot([0.5, 0.9], [0.3, 0.4], p, covered_y_held_out=[0.4]), "covered_y_held_out"),
+    (lambda d, p: covered_variance_plot([0.5, 0.9], [0.3, 0.4], p, covered_y_held_out=[0.4, 1.5]),
+     "covered_y_held_out"),
+    (lambda d, p: learning_curve_plot({}, NAMES, p), "curves"),
+    (lambda d, p: learning_curve_plot({"ridge": {"pearson_r": np.ones((4, 3, 8))}}, NAMES, p), "curves['ridge']"),
+    (lambda d, p: learning_curve_plot({"ridge": {**learning_curves()["ridge"], "pearson_r": np.ones((3, 3, 8))}},
+                                      NAMES, p), "curves['ridge']['pearson_r']"),
+    (lambda d, p: learning_curve_plot({"ridge": {**learning_curves()["ridge"], "n_train_sites": -np.ones((4, 3))}},
+                                      NAMES, p), "curves['ridge']['n_train_sites']"),
+    (lambda d, p: learning_curve_plot({"ridge": {**learning_curves()["ridge"], "pearson_r": np.full((4, 3, 8), 2.0)}},
+                                      NAMES, p), "curves['ridge']['pearson_r']"),
+    (lambda d, p: learning_curve_plot({**learning_curves(), "other": learning_curves(m=3)["ridge"]}, NAMES, p),
+     "curves"),
+    (lambda d, p: learning_curve_plot(learning_curves(), NAMES[:7], p), "names"),
+    (lambda d, p: learning_curve_plot(learning_curves(), "kbpp_m0", p), "names"),
+    (lambda d, p: learning_curve_plot(learning_curves(), NAMES, p, metric="rmse"), "metric"),
 ])
 def test_bad_input_raises_naming_the_argument(dataset, tmp_path, call, argument):
     path = tmp_path / "bad.png"
-    with pytest.raises(ValueError, match=f"`{argument}"):
+    with pytest.raises(ValueError, match=re.escape(f"`{argument}")):
         call(dataset, path)
     assert not path.exists()
 

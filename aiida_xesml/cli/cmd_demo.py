@@ -25,7 +25,7 @@ def cmd_demo(ctx, output_dir, protocol, dry_run):
         aiida-xesml demo --dry-run           # check codes, pseudopotentials and inputs
         aiida-xesml demo --output demo-output
     """
-    from aiida_xesml.cli.cmd_reconstruct import load_profile_of
+    from aiida_xesml.cli.common import load_profile_of
     from aiida_xesml.demo import dry_run_demo, run_demo
 
     load_profile_of(ctx)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from aiida_xesml.cli import cli
-from aiida_xesml.cli.cmd_reconstruct import load_node_of_type, load_profile_of
+from aiida_xesml.cli.common import load_node_of_type, load_profile_of
 
 WORKFLOWS = ("compression", "spectra", "analysis", "pipeline")
 NEEDS_STRUCTURE = ("compression", "spectra", "pipeline")
@@ -119,6 +119,25 @@ def _load_code(label: str, option: str):
                                    f"or pass {option} LABEL") from exc
 
 
+def _flatten(results, prefix: str = ""):
+    """(``namespace.name``, node) of every output node, namespaces (the pipeline's) included, sorted by name."""
+    for key, value in sorted(results.items()):
+        if hasattr(value, "pk"):
+            yield f"{prefix}{key}", value
+        elif hasattr(value, "items"):
+            yield from _flatten(value, f"{prefix}{key}.")
+
+
+def _show_reconstruction(node) -> None:
+    """CN and first-shell distance per label, ± their spread over the emulator ensemble, then the held-out ones."""
+    from aiida_xesml.cli.tables import reconstruction_table
+
+    members = (node.base.attributes.get("settings", None) or {}).get("n_members")
+    spread = f"± over {members} emulators" if members and members > 1 else "± over the emulator ensemble"
+    reconstruction_table(node, title=f"Reconstruction <{node.pk}> per label ({spread}; distances in Å):")
+    reconstruction_table(node, "held_out_", title="From the held-out snapshots only (sites the emulator never saw):")
+
+
 @cli.command("launch")
 @click.argument("workflow", type=click.Choice(WORKFLOWS))
 @click.option("--protocol", default="balanced", show_default=True, type=click.Choice(["fast", "balanced", "stringent"]))
@@ -191,10 +210,14 @@ def cmd_launch(ctx, workflow, protocol, structure_file, builtin, supercell, pres
         return
     click.echo(f"Running xesml.{workflow} (protocol {protocol}) here; this can take a while ...")
     results, node = run_get_node(builder)
-    outputs = ", ".join(f"{key} <{value.pk}>" for key, value in sorted(results.items()) if hasattr(value, "pk"))
+    flat = dict(_flatten(results))
+    outputs = ", ".join(f"{key} <{value.pk}>" for key, value in flat.items())
     click.echo(f"xesml.{workflow} <{node.pk}> {node.process_state.value}, exit status {node.exit_status}"
                + (f": {node.exit_message}" if node.exit_message else ""))
     click.echo(f"Outputs: {outputs or '(none)'}")
     click.echo(f"Details: verdi process show {node.pk}")
+    reconstruction = flat.get("reconstruction") or flat.get("analysis.reconstruction")
+    if reconstruction is not None:
+        _show_reconstruction(reconstruction)
     if not node.is_finished_ok:
         raise click.ClickException(f"xesml.{workflow} <{node.pk}> did not finish ok (exit status {node.exit_status})")

@@ -5,48 +5,8 @@ from pathlib import Path
 import click
 
 from aiida_xesml.cli import cli
-
-
-def load_profile_of(ctx) -> None:
-    """Load the ``-p`` profile, else the set-up profile, else the default profile (lazily, as demo does)."""
-    from aiida import load_profile
-    from aiida.common.exceptions import (
-        MissingConfigurationError,
-        ProfileConfigurationError,
-    )
-    from aiida.manage import get_manager
-
-    from aiida_xesml.environment import DEFAULT_PROFILE
-
-    name = ctx.obj.get("profile_name") if ctx.obj else None
-    try:
-        if name is None:
-            loaded = get_manager().get_profile()
-            if loaded is not None:
-                return
-            try:
-                load_profile(DEFAULT_PROFILE, allow_switch=True)
-                return
-            except ProfileConfigurationError:
-                name = None  # no set-up profile: the config's default
-        load_profile(name, allow_switch=True)
-    except (MissingConfigurationError, ProfileConfigurationError) as exc:
-        raise click.ClickException(f"cannot load the AiiDA profile {name or '(default)'}: {exc}; "
-                                   "run `aiida-xesml setup` or pass -p NAME") from exc
-
-
-def load_node_of_type(pk: int, cls, what: str):
-    """The node ``pk``, which must be an instance of ``cls``; a ClickException otherwise."""
-    from aiida import orm
-    from aiida.common.exceptions import MultipleObjectsError, NotExistent
-
-    try:
-        node = orm.load_node(pk)
-    except (NotExistent, MultipleObjectsError) as exc:
-        raise click.ClickException(f"no node with pk {pk}: {what} expected") from exc
-    if not isinstance(node, cls):
-        raise click.ClickException(f"node {pk} is a {type(node).__name__}, not {what}")
-    return node
+from aiida_xesml.cli.common import load_node_of_type, load_profile_of
+from aiida_xesml.cli.tables import pm
 
 
 def eca_settings(eca) -> tuple[int, dict]:
@@ -73,15 +33,6 @@ def training_inputs(eca) -> dict:
     except Exception:  # noqa: BLE001  (no creator: an ECA stored by hand)
         return {}
     return {name: inputs[name] for name in ("dataset", "emulator", "split") if name in inputs}
-
-
-def _pm(value, spread, spec: str) -> str:
-    """``value ± spread``, '—' for a missing value, no ± when the spread is unknown (NaN)."""
-    import math
-
-    if value is None or not math.isfinite(value):
-        return "—"
-    return format(value, spec) + (f" ± {format(spread, spec)}" if spread is not None and math.isfinite(spread) else "")
 
 
 def training_spectra(dataset):
@@ -288,13 +239,13 @@ def _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, 
     for index, (distance, spread) in enumerate(zip(values["distances_angstrom"][0][:8],
                                                     values["distances_angstrom_spread"][0][:8]), start=1):
         symbol = chemical_symbols[int(slot_z[index - 1])] if slot_z else "slot"
-        click.echo(f"  {index:2d}  {symbol:4s}  {_pm(distance, spread, '.3f')}")
+        click.echo(f"  {index:2d}  {symbol:4s}  {pm(distance, spread, '.3f')}")
     shell = values["first_shell_mean_angstrom"][0]
-    shell_text = (f"{_pm(shell, values['first_shell_mean_angstrom_spread'][0], '.3f')} Å" if np.isfinite(shell)
+    shell_text = (f"{pm(shell, values['first_shell_mean_angstrom_spread'][0], '.3f')} Å" if np.isfinite(shell)
                   else "— (no O within the cutoff)")
     click.echo(f"First-shell mean Ge–O: {shell_text}")
-    click.echo(f"CN: {_pm(values['cn'][0], values['cn_spread'][0], '.2f')} "
-               f"(count of O within the cutoff: {_pm(values['cn_count'][0], values['cn_count_spread'][0], '.2f')})")
+    click.echo(f"CN: {pm(values['cn'][0], values['cn_spread'][0], '.2f')} "
+               f"(count of O within the cutoff: {pm(values['cn_count'][0], values['cn_count_spread'][0], '.2f')})")
     what = "targets" if reference_ev is None else "spectra"
     click.echo(f"Stored: XyData {xy.pk}, {what} {stored.pk}, reconstruction {result.pk} "
                f"(summary {outputs['summary'].pk}, calculation {node.pk})")

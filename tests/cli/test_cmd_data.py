@@ -13,6 +13,8 @@ from cli_asserts import assert_fails, assert_ok
 
 KINDS = ("spectra", "dataset", "emulator", "eca")
 COMMANDS = ("list", "show", "export", "plot")
+#: Commands beyond the four that every type has.
+EXTRA_COMMANDS = {"dataset": {"learning-curve"}}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -102,7 +104,8 @@ def nodes(aiida_profile):
 # ----- help --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [(), *[(kind,) for kind in KINDS],
-                                     *[(kind, name) for kind in KINDS for name in COMMANDS]])
+                                     *[(kind, name) for kind in KINDS for name in COMMANDS],
+                                     *[(kind, name) for kind, names in EXTRA_COMMANDS.items() for name in names]])
 def test_every_command_has_help_with_an_example(command):
     result = invoke(*command, "--help")
     assert_ok(result)
@@ -114,7 +117,7 @@ def test_the_group_lists_one_subgroup_per_type_with_four_commands():
     assert isinstance(data_xesml, click.Group)
     assert set(data_xesml.commands) == set(KINDS)
     for kind in KINDS:
-        assert set(data_xesml.commands[kind].commands) == set(COMMANDS)
+        assert set(data_xesml.commands[kind].commands) == set(COMMANDS) | EXTRA_COMMANDS.get(kind, set())
 
 
 # ----- list --------------------------------------------------------------------------------------

@@ -396,3 +396,33 @@ def test_launch_analysis_runs(aiida_profile):
     assert node.is_finished_ok and node.process_label == "AnalysisWorkChain"
     assert node.inputs.spectra.uuid == spectra.uuid and node.inputs.snapshots.uuid == trajectory.uuid
     assert f"<{node.pk}>" in result.output
+    # the reconstruction per label, CN and first shell ± their spread over the ensemble, as stored
+    reconstruction = node.outputs.reconstruction
+    assert f"Reconstruction <{reconstruction.pk}> per label" in result.output
+    lines = result.output.splitlines()
+    for i, label in enumerate(reconstruction.get_array("label")):
+        cn, spread = reconstruction.get_array("cn")[i], reconstruction.get_array("cn_spread")[i]
+        shell = reconstruction.get_array("first_shell_mean_angstrom")[i]
+        shell_spread = reconstruction.get_array("first_shell_mean_angstrom_spread")[i]
+        assert any(line.split()[:1] == [f"{label:g}"] and f"{cn:.2f} ± {spread:.2f}" in line
+                   and f"{shell:.3f} ± {shell_spread:.3f}" in line for line in lines), result.output
+    if "held_out_cn" in reconstruction.get_arraynames():
+        assert "From the held-out snapshots only" in result.output
+
+
+def test_reconstruction_table_reads_a_version_1_node(aiida_profile, capsys):
+    """A node of the old layout (integer count as `cn`, smooth CN as `cn_fractional`, no spreads) prints its smooth
+    CN as CN, without ±."""
+    from aiida_xesml.cli.tables import reconstruction_table
+
+    node = orm.ArrayData()
+    for name, value in (("label", [0.0, 20.0]), ("n_spectra", [8, 12]), ("cn", [4, 6]), ("cn_fractional", [4.12, 5.87]),
+                        ("first_shell_mean_angstrom", [1.741, 1.883]), ("distances_angstrom", np.ones((2, 11))),
+                        ("true_cn_mean", [4.0, 6.0]), ("true_first_shell_mean_angstrom", [1.74, 1.88])):
+        node.set_array(name, np.asarray(value))
+    assert reconstruction_table(node, title="old node")
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] in
+            (["0"], ["20"])}
+    assert rows["0"][1:] == ["8", "4.12", "4.00", "1.741", "4.00", "1.740"]
+    assert rows["20"][1:] == ["12", "5.87", "6.00", "1.883", "6.00", "1.880"]
+    assert not reconstruction_table(node, "held_out_")
