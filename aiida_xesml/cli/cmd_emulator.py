@@ -131,8 +131,8 @@ def emulator_show(datum):
         section("Verdict" + ("" if own else f" (of emulator {siblings['emulator'].pk})"))
         echo.echo(textwrap.fill(verdict, width=100, break_on_hyphens=False))
 
-    other = siblings.get("baseline") or siblings.get("emulator")
     other_name = "baseline" if "baseline" in siblings else "selected"
+    other = siblings.get("baseline" if other_name == "baseline" else "emulator")
     section("Held-out metrics per target" + (f", beside the {other_name} ({other.pk})" if other is not None else ""))
     headers, rows = _metrics_rows(datum, other, other_name)
     if rows:
