@@ -2,65 +2,37 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-import time
-from pathlib import Path
-
 import numpy as np
-import psutil
 import pytest
 from aiida.engine import run_get_node
 
-pytestmark = [pytest.mark.faults, pytest.mark.qe]
+pytestmark = [pytest.mark.faults, pytest.mark.qe, pytest.mark.no_cache]
 
 
-class PwKiller(threading.Thread):
-    """Kill every pw.x process of the first MD run whose output shows ``after_steps`` finished MD steps."""
+def test_pw_killed_during_md_continues_from_the_last_good_frame(qe_codes, pseudo_family, rutile_structure, tmp_path):
+    """The first pw.x MD run that reaches 4 steps gets SIGKILL (a wrapper code, see
+    tests/failures/wrappers.py: only this test's own run is killed); the continuation runs pw.x untouched."""
+    from failures.helpers import ONE_PROCESS
+    from failures.wrappers import make_wrapper
 
-    def __init__(self, after_steps: int, timeout: float = 600.0):
-        super().__init__(daemon=True)
-        self.after_steps, self.timeout = after_steps, timeout
-        self.stop = threading.Event()
-        self.killed_in: Path | None = None
-        self.steps_at_kill = 0
+    from aiida_xesml.workflows.md import MdWorkChain
 
-    def _md_steps(self, folder: Path) -> int:
-        try:
-            text = (folder / "aiida.out").read_text(errors="replace")
-        except OSError:
-            return 0
-        return text.count("Entering Dynamics") if "Molecular Dynamics Calculation" in text else 0
-
-    def run(self):
-        deadline = time.monotonic() + self.timeout
-        while not self.stop.is_set() and time.monotonic() < deadline:
-            ranks = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "pw.x" and p.info["cwd"]]
-            for rank in ranks:
-                folder = Path(rank.info["cwd"])
-                steps = self._md_steps(folder)
-                if steps >= self.after_steps:
-                    for other in ranks:
-                        if other.info["cwd"] == rank.info["cwd"]:
-                            other.send_signal(signal.SIGKILL)
-                    self.killed_in, self.steps_at_kill = folder, steps
-                    return
-            time.sleep(0.1)
-
-
-def test_pw_killed_during_md_continues_from_the_last_good_frame(md_builder):
-    killer = PwKiller(after_steps=4)
-    killer.start()
-    try:
-        results, node = run_get_node(md_builder(nstep=8, nstep_per_segment=8, temperature_k=600.0))
-    finally:
-        killer.stop.set()
-        killer.join()
-    assert killer.killed_in is not None, "pw.x was never killed: the fault was not injected"
+    pw = make_wrapper(qe_codes["pw"], tmp_path / "pw-killed", "killed", progress="Entering Dynamics",
+                      progress_count=4, first_only=True)
+    builder = MdWorkChain.get_builder_from_protocol(pw.code, rutile_structure, protocol="fast", options=ONE_PROCESS,
+                                                    overrides={"nstep": 8, "nstep_per_segment": 8,
+                                                               "temperature_k": 600.0})
+    results, node = run_get_node(builder)
+    assert "killed pid" in pw.log, f"pw.x was never killed: the fault was not injected ({pw.log})"
     assert node.is_finished_ok, node.exit_message
-    killed_segment, *later = [child for child in node.called if child.process_label == "PwBaseWorkChain"]
-    (killed_run,) = [c for c in killed_segment.called if c.process_label == "PwCalculation"]
-    assert killed_run.exit_status not in (0, None), "the killed pw.x run is a parsed failure, not an exception"
+    segments = sorted((child for child in node.called if child.process_label == "PwBaseWorkChain"), key=lambda n: n.pk)
+    runs = [next(c for c in segment.called if c.process_label == "PwCalculation") for segment in segments]
+    killed = [i for i, run in enumerate(runs) if run.exit_status != 0]
+    assert len(killed) == 1, [run.exit_status for run in runs]
+    killed_run, later = runs[killed[0]], segments[killed[0] + 1:]
+    assert killed_run.exit_status is not None, "the killed pw.x run is a parsed failure, not an exception"
+    stdout = killed_run.outputs.retrieved.base.repository.get_object_content("aiida.out")
+    assert stdout.count("Entering Dynamics") >= 4 and "JOB DONE" not in stdout
     assert later and any(c.process_label == "md_continuation" for c in node.called)
     partial = killed_run.outputs.output_trajectory.get_array("positions")
     kept = len(partial) - 1  # the last parsed frame becomes the next segment's first frame
@@ -69,50 +41,61 @@ def test_pw_killed_during_md_continues_from_the_last_good_frame(md_builder):
     trajectory = results["trajectory"]
     assert trajectory.numsteps == 9
     positions = trajectory.get_array("positions")
-    # The continuation starts from the killed run's last good frame, not from step 0 ...
-    np.testing.assert_allclose(positions[:kept + 1], partial[:kept + 1], atol=1e-10)
+    # where the killed run's frames sit in the whole trajectory (after any earlier segment's)
+    offset = next(i for i in range(len(positions)) if np.allclose(positions[i], partial[0], atol=1e-10))
+    # The continuation starts from the killed run's last good frame, not from its step 0 ...
+    np.testing.assert_allclose(positions[offset:offset + kept + 1], partial[:kept + 1], atol=1e-10)
     first = later[0].inputs.pw.structure.get_ase().positions
     np.testing.assert_allclose(first, partial[kept], atol=1e-6)
-    # ... and the trajectory has no duplicate frame and no gap.
-    steps = np.abs(np.diff(positions, axis=0)).max(axis=(1, 2))
-    assert steps.min() > 1e-4
-    assert steps.max() < 3 * np.median(steps) + 1e-3
-    times = trajectory.get_array("times")
-    np.testing.assert_allclose(np.diff(times), times[1] - times[0])
+    # ... no frame is repeated ...
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=(1, 2))
+    assert steps.min() > 1e-4, steps
+    # ... and none is missing: the first new frame is where a Verlet step from the last two good frames
+    # and the forces pw.x computed there puts it (the continuation's velocities differ from the
+    # Verlet ones by a*dt/2, the thermostat rescales by a few %). A skipped or repeated step would be
+    # off by a whole step.
+    residual, step = verlet_residual(killed_run, partial, kept, positions[offset + kept + 1])
+    assert residual < 0.25 * step, (f"first continued frame {residual:.4f} Å from the Verlet prediction "
+                                    f"(one step: {step:.4f} Å)")
 
 
-TRUNCATE_OR_CORRUPT = r"""#!/bin/bash
-# projwfc.x, then (first run only) damage its stdout, as a crash or a full disk would.
-projwfc.x "$@"
-status=$?
-if mkdir "{marker}" 2>/dev/null; then
-    size=$(stat -c %s aiida.out)
-    if [ "{mode}" = truncated ]; then
-        truncate -s $((size / 3)) aiida.out
-    else
-        # overwrite a stretch in the middle of the projections with bytes that are not numbers
-        head -c 4000 /dev/urandom | tr -c 'a-z*' '#' | dd of=aiida.out bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
-    fi
-fi
-exit $status
-"""
+def verlet_residual(run, positions, k: int, next_frame) -> tuple[float, float]:
+    """|x_{k+1} - (2 x_k - x_{k-1} + F_k/m dt^2)| and |x_k - x_{k-1}| (Å, over all atoms), with the
+    positions and forces of pw.x's trajectory ``positions`` of ``run``, its masses and its dt."""
+    trajectory = run.outputs.output_trajectory
+    forces = trajectory.get_array("forces")[k]  # eV/Å
+    atoms = run.inputs.structure.get_ase()
+    dt = run.inputs.parameters["CONTROL"]["dt"] * RY_TIME_FS
+    acceleration = forces / atoms.get_masses()[:, None] * EV_PER_ANGSTROM_AMU_IN_ANGSTROM_PER_FS2
+    predicted = 2 * positions[k] - positions[k - 1] + acceleration * dt**2
+    cell = atoms.cell[:]
+    difference = (np.asarray(next_frame) - predicted) @ np.linalg.inv(cell)
+    difference = (difference - np.round(difference)) @ cell  # minimum image
+    return float(np.linalg.norm(difference)), float(np.linalg.norm(positions[k] - positions[k - 1]))
+
+
+#: Rydberg atomic unit of time (pw.x's dt) in fs, and 1 eV/(Å amu) in Å/fs².
+RY_TIME_FS = 4.8377687e-2
+EV_PER_ANGSTROM_AMU_IN_ANGSTROM_PER_FS2 = 9.64853322e-3
 
 
 @pytest.fixture
 def damaging_projwfc(qe_codes, tmp_path):
-    """Factory: a projwfc code whose first run leaves a truncated or corrupted stdout."""
-    from aiida import orm
+    """Factory: a projwfc code whose first run leaves a truncated or corrupted stdout (seeded, see
+    tests/failures/wrappers.py); later runs are untouched."""
+    from failures.wrappers import make_wrapper
 
     def factory(mode):
-        script = tmp_path / f"projwfc-{mode}.sh"
-        script.write_text(TRUNCATE_OR_CORRUPT.format(marker=tmp_path / f"damaged-{mode}", mode=mode))
-        script.chmod(0o755)
-        real = qe_codes["projwfc"]
-        return orm.InstalledCode(label=f"projwfc-{mode}-{tmp_path.name}", computer=real.computer,
-                                 filepath_executable=str(script), default_calc_job_plugin="quantumespresso.projwfc",
-                                 prepend_text=real.prepend_text, with_mpi=True).store()
+        damage = {"truncated": "truncate", "corrupted": "overwrite"}[mode]
+        return make_wrapper(qe_codes["projwfc"], tmp_path / f"projwfc-{mode}", "damage", damage=damage,
+                            target="aiida.out", seed=SEEDS[mode], first_only=True)
 
     return factory
+
+
+#: The damage is the same on every run: truncated to 30-45 % of the bytes, or 2,000 bytes in the
+#: middle third overwritten with letters and punctuation, both drawn from these seeds.
+SEEDS = {"truncated": 5, "corrupted": 11}
 
 
 @pytest.mark.parametrize("mode", ["truncated", "corrupted"])
@@ -128,12 +111,15 @@ def test_damaged_projwfc_output_is_a_parse_error_and_the_other_spectra_are_kept(
         atoms = rutile_geo2()
         atoms.rattle(0.03, seed=seed)
         snapshots.append(orm.StructureData(ase=atoms))
+    projwfc = damaging_projwfc(mode)
     builder = SpectraWorkChain.get_builder_from_protocol(
-        qe_codes["pw"], damaging_projwfc(mode), snapshots, protocol="fast",
+        qe_codes["pw"], projwfc.code, snapshots, protocol="fast",
         options={"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}})
     builder.max_concurrent = orm.Int(1)  # the first snapshot's projwfc.x is the damaged one
     results, node = run_get_node(builder)
 
+    expected_damage = {"truncated": "truncated aiida.out from", "corrupted": "overwrote aiida.out bytes"}[mode]
+    assert f"{expected_damage}" in projwfc.log and f"(seed {SEEDS[mode]})" in projwfc.log, projwfc.log
     assert node.exit_status == node.process_class.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.status, node.exit_message
     assert "1 of 2" in node.exit_message
     (failed,) = [c for c in node.called if c.process_label == "SpectrumWorkChain" and not c.is_finished_ok]
