@@ -88,7 +88,8 @@ def _selection_table(selection: dict) -> None:
                                            else float("-inf")))
     table([(c["model"], c["feature_set"], _params_text(c["params"]), c.get("score_mean"), c.get("score_std"),
             c.get("r2_mean"), c.get("pearson_r_mean"), chosen.get(i, "")) for i, c in candidates],
-          headers=("Kind", "Features", "Hyper-parameters", "CV score", "± (folds)", "CV R²", "CV r", ""), floatfmt=".3f")
+          headers=("Kind", "Features", "Hyper-parameters", "CV score", "± (folds)", "CV R²", "CV r", ""),
+          floatfmt=".3f")
     if selection.get("rule"):
         echo.echo(f"Rule: {selection['rule']}.")
 
@@ -110,8 +111,11 @@ def emulator_show(datum):
     role, relatives = _relatives(datum)
     siblings = {key: node for key, node in relatives.items() if key in ("emulator", "baseline", "split")
                 and node.uuid != datum.uuid}
-    selection = attributes.get("selection", None) or (siblings["emulator"].base.attributes.get("selection", None)
-                                                if "emulator" in siblings else None)
+    # a baseline shows the record of the emulator it was trained beside
+    selection = attributes.get("selection", None)
+    borrowed = "" if selection or "emulator" not in siblings else f" (of emulator {siblings['emulator'].pk})"
+    if borrowed:
+        selection = siblings["emulator"].base.attributes.get("selection", None)
     kind = attributes.get("kind", None)
     extra = [("Features", datum.n_features), ("Outputs", attributes.get("n_outputs", None)),
              ("Pearson r (min)", number(attributes.get("pearson_r_min", None)))]
@@ -147,7 +151,7 @@ def emulator_show(datum):
                   f"({metrics.get('n_train_groups')} snapshots), {metrics.get('n_test')} held-out rows "
                   f"({metrics.get('n_test_groups')} snapshots){where}")
     if selection:
-        section("Selection record, grouped cross-validation" + ("" if attributes.get("selection", None) else f" (of emulator {siblings['emulator'].pk})"))
+        section(f"Selection record, grouped cross-validation{borrowed}")
         _selection_table(selection)
     settings_table(datum.settings)
 
