@@ -104,4 +104,4 @@ class EmulatorData(orm.ArrayData):
 
     @property
     def verdict(self) -> str | None:
-        return self.base.attributes.get("verdict")
+        return self.base.attributes.get("verdict", None)
