@@ -174,7 +174,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     weights, weighting = _target_weights(names, metrics.get("r2"), settings["moment_orders"])
     transform = None
     if targets is not None:
-        target_set = targets.base.attributes.get("target_set")
+        target_set = targets.base.attributes.get("target_set", None)
         if target_set != "shift_free" or method != "population":
             raise ValueError(f"`targets` of set {target_set!r} need method 'population' and shift-free targets (from "
                              "measured_targets); reconstruct spectra on the calculations' axis through `spectra`")
