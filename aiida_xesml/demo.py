@@ -332,7 +332,8 @@ def write_figures(node, folder: Path) -> list[Path]:
                              folder / "parity.png"),
         plotting.mean_spectra_plot(spectra.energy_ev, spectra.intensity, spectra.row_labels, folder / "mean_spectra.png"),
         plotting.covered_variance_plot(analysis.eca.covered_variance, analysis.eca.covered_variance_x,
-                                       folder / "eca_covered_variance.png"),
+                                       folder / "eca_covered_variance.png",
+                                       covered_y_held_out=analysis.eca.covered_variance_held_out or None),
         plotting.reconstruction_plot(
             reconstruction["label"], reconstruction["true_distances_angstrom"], reconstruction["distances_angstrom"],
             reconstruction["true_cn"], reconstruction["cn"], folder / "reconstruction.png",
