@@ -610,9 +610,11 @@ def _check_process_left_nothing_half_way(process, new) -> None:
 
 
 def _params(cases):
+    params = []
     for case in cases:
         marks = [pytest.mark.xfail(strict=True, reason=case.known_gap)] if case.known_gap else []
-        yield pytest.param(case, id=case.id, marks=marks)
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
 
 
 @pytest.mark.parametrize("case", _params(CASES))
