@@ -19,8 +19,8 @@ from aiida.plugins import DataFactory
 def calculations_behind(node: orm.Node, plugin: str | None = None, process_class=orm.CalcJobNode) -> list[orm.Node]:
     """Every calculation of ``process_class`` that is an ancestor of ``node`` in the provenance graph.
 
-    :param plugin: a calculation entry point, e.g. ``'quantumespresso.pw'`` or ``'quantumespresso.projwfc'``,
-        to keep only those calculations.
+    :param plugin: a calculation entry point, to keep only those calculations: e.g. ``'quantumespresso.pw'``,
+        or ``'xesml.projwfc'`` for the plugin's projwfc.x runs.
     :returns: the calculation nodes, oldest first.
     """
     filters = {"process_type": f"aiida.calculations:{plugin}"} if plugin else {}

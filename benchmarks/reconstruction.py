@@ -66,12 +66,33 @@ def synthetic_sets(seed: int = 0) -> tuple[dict, dict]:
 
 
 def reference_set(name: str) -> dict:
-    """A reference data set of examples/data (aiida_xesml.ml.reference_data) in this script's layout."""
+    """A reference data set (a name in examples/data, or a path to an .npz) in this script's layout."""
     from aiida_xesml.ml.reference_data import load_reference_npz, reference_path
 
-    data = load_reference_npz(reference_path(name))
+    data = load_reference_npz(name if name.endswith(".npz") else reference_path(name))
     return {"structures": data.structures(), "energy": data.energy_ev, "intensity": data.intensity,
             "snapshot": data.snapshot_index, "site": data.site_index, "label": data.label}
+
+
+def split_by_snapshot(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
+    """Training and hold-out sets from one data set: ``fraction`` of the snapshots of every label, drawn at
+    random (``seed``), are held out whole, so no hold-out site shares a snapshot with a training site."""
+    rng = np.random.default_rng(seed)
+    snapshot_label = {int(s): float(l) for s, l in zip(data["snapshot"], data["label"])}
+    held = set()
+    for label in sorted(set(snapshot_label.values())):
+        mine = sorted(s for s, l in snapshot_label.items() if l == label)
+        held.update(rng.choice(mine, max(1, int(round(fraction * len(mine)))), replace=False).tolist())
+
+    def subset(keep_held: bool) -> dict:
+        snapshots = [s for s in range(len(data["structures"])) if (s in held) == keep_held]
+        renumber = {s: i for i, s in enumerate(snapshots)}
+        rows = np.flatnonzero([(int(s) in held) == keep_held for s in data["snapshot"]])
+        return {"structures": [data["structures"][s] for s in snapshots], "energy": data["energy"],
+                "intensity": data["intensity"][rows], "site": data["site"][rows], "label": data["label"][rows],
+                "snapshot": np.array([renumber[int(s)] for s in data["snapshot"][rows]])}
+
+    return subset(False), subset(True)
 
 
 def featurize(data: dict) -> dict:
@@ -114,6 +135,10 @@ def main(argv=None) -> int:
     parser.add_argument("--synthetic", action="store_true", help="synthetic spectra instead of the real data sets")
     parser.add_argument("--members", type=int, default=5, help="emulators in the ensemble (default 5)")
     parser.add_argument("--sites", type=int, default=60, help="sites per mixture (default 60)")
+    parser.add_argument("--npz", help="one data set (.npz, aiida_xesml.ml.reference_data layout) split by snapshot "
+                                       "instead of the two data sets of examples/data")
+    parser.add_argument("--holdout-fraction", type=float, default=0.3,
+                        help="with --npz: the fraction of every label's snapshots held out (default 0.3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
@@ -127,6 +152,9 @@ def main(argv=None) -> int:
     if args.synthetic:
         train_data, holdout_data = synthetic_sets(args.seed)
         source = "synthetic spectra of rattled/strained crystal cells"
+    elif args.npz:
+        train_data, holdout_data = split_by_snapshot(reference_set(args.npz), args.holdout_fraction, args.seed)
+        source = f"real QE spectra of {args.npz}, {args.holdout_fraction:.0%} of each label's snapshots held out"
     else:
         train_data, holdout_data = (reference_set(name) for name in ("crystalline-rattled", "crystalline-holdout"))
         source = "real QE spectra (pw.x + projwfc.x), examples/data crystalline-rattled / crystalline-holdout"

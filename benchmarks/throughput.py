@@ -27,6 +27,7 @@ compare the ratio, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import shutil
 import statistics
@@ -72,13 +73,13 @@ def write_raw_inputs(builder, folder: Path) -> list[Path]:
 
     spectrum = builder.spectrum
     scf = spectrum.scf
-    projwfc_parameters = ProjwfcCalculation.set_blocked_keywords(spectrum.projwfc.parameters.get_dict())
+    projwfc_parameters = ProjwfcCalculation.set_blocked_keywords(copy.deepcopy(spectrum.projwfc.parameters.get_dict()))
     projwfc_input = ProjwfcCalculation.generate_input_file(ProjwfcCalculation.filter_namelists(
         projwfc_parameters, ProjwfcCalculation._default_namelists))  # noqa: SLF001
     folders = []
     here = os.getcwd()
     for index, key in enumerate(sorted(builder.structures, key=lambda k: int(k.rsplit("_", 1)[1]))):
-        parameters = scf.pw.parameters.get_dict()
+        parameters = copy.deepcopy(scf.pw.parameters.get_dict())  # PwCalculation fills its copy in place
         parameters["CONTROL"]["calculation"] = "scf"
         inputs = {name: scf.pw[name] for name in scf.pw if name not in ("metadata", "parameters")}
         inputs.update(structure=builder.structures[key], parameters=orm.Dict(parameters), kpoints=scf.kpoints,

@@ -65,6 +65,24 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         yield profile
 
 
+@pytest.fixture(autouse=True)
+def reports_stored_in_the_database(aiida_profile):
+    """Keep AiiDA's database log handler: process reports must become Log nodes in every test.
+
+    A ``verdi`` command invoked in-process (click's CliRunner, tests/cli) reconfigures logging
+    without it (``aiida.common.log.configure_logging()``), and every later report would then reach
+    the console only; a test reading a work chain's report from the database would depend on
+    whether a CLI test ran before it.
+    """
+    import logging
+
+    from aiida.common.log import configure_logging
+    from aiida.orm.utils.log import DBLogHandler
+
+    if not any(isinstance(handler, DBLogHandler) for handler in logging.getLogger("aiida").handlers):
+        configure_logging(with_orm=True)
+
+
 @pytest.fixture(scope="session")
 def qe_codes(aiida_profile):
     """The `pw`, `projwfc` and `pp` codes for Debian's QE on a localhost computer, as set-up makes them."""

@@ -7,7 +7,7 @@ subclass runs the same projwfc.x with the same inputs, but
 
 - the job script moves the per-k projection listing out of ``aiida.out`` into
   ``aiida.projections.out``, retrieved only *temporarily*, as are ``atomic_proj.xml`` (full-precision
-  projections, ~1.3 MB) and the PDOS files (upstream already does that for these);
+  projections, ~1.3 MB) and the total PDOS file (the per-orbital PDOS files are not retrieved);
 - its parser (``xesml.projwfc``) reads the full-precision projections from ``atomic_proj.xml``,
   only *checks* the listing (every line well-formed, the eigenvalues agree), and stores the
   ``site_projections`` output: per-site p (and d) weights per k-point and band, eigenvalues and
@@ -37,8 +37,10 @@ class ProjwfcCalculation(UpstreamProjwfcCalculation):
     """
 
     atomic_proj_path = UpstreamProjwfcCalculation.xml_path.with_name(ATOMIC_PROJ)
+    # Only what the parser reads: not the per-orbital PDOS files (one per atom and l: 216 for a 54-atom
+    # cell, each copied and then thrown away) nor the SCF's XML (the parser needs neither).
     _retrieve_temporary_list = [
-        *UpstreamProjwfcCalculation._retrieve_temporary_list,  # noqa: SLF001
+        f"{UpstreamProjwfcCalculation._PREFIX}.pdos_tot",  # noqa: SLF001
         atomic_proj_path.as_posix(),
         PROJECTION_LISTING,
     ]

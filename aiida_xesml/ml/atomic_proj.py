@@ -144,17 +144,19 @@ _LISTING_LINE = re.compile(
     r"|\s+\|psi\|\^2 = \d+\.\d+\s*"
     r"|\s*"
 )
-_EIGENVALUE = re.compile(r"^==== e\(\s*\d+\) =\s*(-?\d+\.\d+) eV ====", re.MULTILINE)
+_EIGENVALUE = re.compile(r"^==== e\(\s*(\d+)\) =\s*(-?\d+\.\d+) eV ====", re.MULTILINE)
 
 
-def check_projection_listing(text: str, n_k: int, n_bands: int) -> np.ndarray:
+def check_projection_listing(text: str, n_k: int | None = None, n_bands: int | None = None) -> np.ndarray:
     """Check the per-k projection listing of a projwfc.x stdout without parsing its (rounded) numbers.
 
-    Every line must have one of projwfc.x's formats, and it must hold ``n_k`` k-points of ``n_bands``
-    eigenvalues each; a damaged or truncated listing fails. The numbers themselves are read from
-    ``atomic_proj.xml`` at full precision.
+    Every line must have one of projwfc.x's formats; every k-point must list bands 1..n, each band
+    closed by its ``|psi|^2`` line. A damaged or cut listing fails. The numbers themselves are read
+    from ``atomic_proj.xml`` at full precision.
 
     :param text: the listing, from the first `` k = `` line up to (not including) ``Lowdin Charges:``.
+    :param n_k: expected number of k-points (optional).
+    :param n_bands: expected number of bands per k-point (optional).
     :returns: the printed eigenvalues (n_k, n_bands) in eV (five decimals), to compare with ``atomic_proj.xml``.
     :raises ValueError: naming the first line that does not fit, or the counts that do not match.
     """
@@ -162,8 +164,16 @@ def check_projection_listing(text: str, n_k: int, n_bands: int) -> np.ndarray:
         if not _LISTING_LINE.fullmatch(line):
             raise ValueError(f"line {number} of the projection listing is not projwfc.x output: {line[:80]!r}")
     n_kpoints = len(re.findall(r"^ k = ", text, re.MULTILINE))
-    eigenvalues = np.array(_EIGENVALUE.findall(text), dtype=float)
-    if n_kpoints != n_k or eigenvalues.size != n_k * n_bands:
-        raise ValueError(f"the projection listing has {n_kpoints} k-points and {eigenvalues.size} eigenvalues; "
-                         f"expected {n_k} and {n_k * n_bands}")
-    return eigenvalues.reshape(n_k, n_bands)
+    found = _EIGENVALUE.findall(text)
+    n_closed = len(re.findall(r"^\s+\|psi\|\^2 = ", text, re.MULTILINE))
+    indices = np.array([int(index) for index, _ in found], dtype=int)
+    bands = len(found) // n_kpoints if n_kpoints else 0
+    if (not n_kpoints or n_closed != len(found) or bands * n_kpoints != len(found)
+            or not np.array_equal(indices, np.tile(np.arange(1, bands + 1), n_kpoints))):
+        raise ValueError(f"the projection listing is incomplete: {n_kpoints} k-points, {len(found)} eigenvalues, "
+                         f"{n_closed} closed band blocks, not bands 1..n at every k-point")
+    eigenvalues = np.array([value for _, value in found], dtype=float).reshape(n_kpoints, bands)
+    if (n_k is not None and n_kpoints != n_k) or (n_bands is not None and bands != n_bands):
+        raise ValueError(f"the projection listing has {n_kpoints} k-points of {bands} bands; expected {n_k} of "
+                         f"{n_bands}")
+    return eigenvalues

@@ -75,11 +75,14 @@ class ProjwfcParser(UpstreamProjwfcParser):
 
         listing = temporary / PROJECTION_LISTING
         try:
-            printed = check_projection_listing(listing.read_text(errors="replace") if listing.is_file() else "",
-                                               n_k, n_bands)
+            printed = check_projection_listing(listing.read_text(errors="replace") if listing.is_file() else "")
         except ValueError as exc:
             self.logger.error(f"the projwfc.x stdout is damaged: {exc}")
             return self.exit(self.exit_codes.ERROR_OUTPUT_STDOUT_PARSE, logs)
+        if printed.shape != (n_k, n_bands):
+            return self.exit(self.exit_codes.ERROR_PROJECTIONS_INCONSISTENT.format(
+                reason=f"the stdout lists {printed.shape[0]} k-points of {printed.shape[1]} bands, atomic_proj.xml "
+                       f"{n_k} of {n_bands}"), logs)
         deviation = float(np.abs(printed - projections.eigenvalues_ev).max())
         if deviation > LISTING_EIGENVALUE_TOLERANCE_EV:
             return self.exit(self.exit_codes.ERROR_PROJECTIONS_INCONSISTENT.format(

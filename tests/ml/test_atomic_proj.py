@@ -109,7 +109,8 @@ def test_a_well_formed_listing_gives_its_printed_eigenvalues():
     [
         # bytes overwritten as the fault test does (non-letters become '#')
         (lambda text: text.replace("0.700*[#   3]+0.200", "#a###b#####c##d###"), "line 6"),
-        (lambda text: text[: text.index("==== e(   2) =    -3.40142")], "expected 2 and 4"),  # truncated
+        (lambda text: text[: text.index("==== e(   2) =    -3.40142")], "incomplete"),  # cut at a band
+        (lambda text: text[: text.index("    |psi|^2 = 1.000\n\n k =")], "incomplete"),  # inside a band block
         (lambda text: text.replace("|psi|^2 = 0.000", "|psi|^2 = 0.0#0"), "not projwfc.x output"),
         (lambda text: text.replace(" k =   0.5000000000", " k =   0.50000000x0"), "line 10"),
     ],
@@ -120,8 +121,9 @@ def test_a_damaged_listing_is_a_value_error(damage, message):
 
 
 def test_counts_must_match_the_projection_file():
-    with pytest.raises(ValueError, match="2 k-points and 4 eigenvalues; expected 1 and 2"):
+    with pytest.raises(ValueError, match="2 k-points of 2 bands; expected 1 of 2"):
         check_projection_listing(LISTING, n_k=1, n_bands=2)
+    np.testing.assert_array_equal(check_projection_listing(LISTING).shape, (2, 2))
 
 
 def test_header_numbers_and_k_points():

@@ -99,3 +99,16 @@ def test_occupied_bands_from_the_electron_count():
         occupied_bands(258, 128)
     with pytest.raises(ValueError, match="n_electrons"):
         occupied_bands("many", 128)
+
+
+def test_gaussian_ends_at_eight_sigma_with_its_area_kept():
+    from aiida_xesml.ml.spectra import FWHM_TO_SIGMA, GAUSSIAN_REACH_SIGMA
+
+    sigma = 1.0 * FWHM_TO_SIGMA
+    line = broaden([[0.0]], [[1.0]], FINE, fwhm=1.0)[0]
+    outside = np.abs(FINE) > GAUSSIAN_REACH_SIGMA * sigma
+    assert np.all(line[outside] == 0.0) and np.all(line[~outside] > 0.0)
+    assert np.trapezoid(line, FINE) == pytest.approx(1.0, abs=1e-12)
+    inside = ~outside
+    exact = np.exp(-0.5 * (FINE[inside] / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi))
+    np.testing.assert_allclose(line[inside], exact, rtol=1e-13)

@@ -2,9 +2,13 @@
 
 The group needs root on a Debian machine (to install and start ``sshd``, ``munged``,
 ``slurmctld`` and ``slurmd``; see ``provision.py``). Where that cannot be done, every test of the
-group is skipped with the failing step and its reason, which ``pytest -ra`` prints in its summary.
-Set ``XESML_SKIP_REMOTE=1`` to skip the group without trying (nothing is installed then), and
-``XESML_REMOTE_SSH_PORT`` to use another port than 2222 for the test sshd.
+group is skipped with the failing step and its reason, which ``pytest -ra`` prints in its summary,
+or fails when ``XESML_REQUIRE`` lists ``remote`` (as CI does). At the end of the session every
+change is undone: the daemons started here are stopped, ``/etc/slurm/slurm.conf``, the munge key,
+``~/.ssh/authorized_keys`` and ``~/.ssh/known_hosts`` are restored (or removed if they did not
+exist), and the folders created are removed. Set ``XESML_SKIP_REMOTE=1`` to skip the group without
+trying (nothing is installed then), and ``XESML_REMOTE_SSH_PORT`` to use another port than 2222
+for the test sshd.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from provisioning import Changes, ProvisionError, skip_or_fail
 
 
 def _load_provision():
@@ -27,8 +32,8 @@ def _load_provision():
     return module
 
 
-provisioning = _load_provision()
-SSH_PORT, ProvisionError, provision = provisioning.SSH_PORT, provisioning.ProvisionError, provisioning.provision
+remote_provision = _load_provision()
+SSH_PORT, provision = remote_provision.SSH_PORT, remote_provision.provision
 
 COMPUTER_LABEL = "slurm-ssh-test"
 # Echoed by every job script: the retrieved scheduler stdout then shows the job ran under Slurm.
@@ -46,19 +51,25 @@ def _log(message: str) -> None:
 
 @pytest.fixture(scope="session")
 def remote_setup():
-    """Provision sshd, munge and Slurm on this machine (quick when already done), or skip the group."""
+    """Provision sshd, munge and Slurm on this machine (quick when already done), or skip (or fail) the
+    group; undo every change at the end of the session."""
     if os.environ.get("XESML_SKIP_REMOTE", "").strip() not in ("", "0"):
-        pytest.skip("remote tests: XESML_SKIP_REMOTE is set")
+        skip_or_fail("remote", "XESML_SKIP_REMOTE is set")
     start = time.monotonic()
+    changes = Changes()
     try:
         port = int(os.environ.get("XESML_REMOTE_SSH_PORT") or SSH_PORT)
-        setup = provision(port=port, log=_log)
-    except (ProvisionError, ValueError) as exc:
-        pytest.skip(f"remote tests: cannot provision sshd + Slurm on this machine: {exc}")
-    except OSError as exc:
-        pytest.skip(f"remote tests: cannot provision sshd + Slurm on this machine: {type(exc).__name__}: {exc}")
-    _log(f"ready in {time.monotonic() - start:.1f} s")
-    return setup
+        setup = provision(port=port, log=_log, changes=changes)
+    except (ProvisionError, ValueError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, (ProvisionError, ValueError)) else f"{type(exc).__name__}: {exc}"
+        try:
+            changes.undo()
+        except ProvisionError as undo_error:
+            reason += f" (and undoing the steps done: {undo_error})"
+        skip_or_fail("remote", f"cannot provision sshd + Slurm on this machine: {reason}")
+    _log(f"ready in {time.monotonic() - start:.1f} s ({len(changes)} changes to undo at the end)")
+    yield setup
+    _log("undo: " + "; ".join(changes.undo()))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Provision a loopback "cluster" for the remote tests: an sshd on 127.0.0.1 and a one-node Slurm.
 
-Plain Python (``subprocess``), no AiiDA. Meant for a Debian 12 machine running as root without
-systemd (a CI runner or a container): packages come from ``apt-get`` and the daemons are started
-directly. What it sets up:
+Plain Python (``subprocess``), no AiiDA; the generic parts (running a step, installing Debian
+packages, the journal of changes) are ``tests/provisioning.py``. Meant for a Debian 12 machine
+running as root without systemd (a CI runner or a container): packages come from ``apt-get`` and
+the daemons are started directly. What it sets up:
 
 - ``openssh-server``, ``slurm-wlm`` and ``munge`` from Debian, installed only when missing (with
   service start-up blocked during the install, so that no sshd on port 22 appears);
@@ -16,8 +17,11 @@ directly. What it sets up:
   one partition, ``select/cons_tres``, no cgroups, no accounting), ``slurmctld`` and ``slurmd``.
 
 Every step checks first and does only what is missing, so a second :func:`provision` in the same
-boot takes well under a second. A step that fails raises :class:`ProvisionError`, whose message
-starts with the step's name and ends with the tail of the relevant log or stderr.
+boot takes well under a second. Every change is recorded in a :class:`provisioning.Changes`
+journal before it is made (files written, folders created, daemons started), so that
+``changes.undo()`` puts the machine back as it was: the tests do that at the end of the session.
+A step that fails raises :class:`provisioning.ProvisionError`, whose message starts with the step's
+name and ends with the tail of the relevant log or stderr.
 
 From a shell (as root)::
 
@@ -33,12 +37,28 @@ import dataclasses
 import os
 import re
 import shutil
-import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+if __package__ in (None, "") and str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for provisioning.py
+
+from provisioning import (  # noqa: E402
+    Changes,
+    ProvisionError,
+    apt_install,
+    file_tail,
+    pid_alive,
+    run,
+    stop_pid,
+    tail,
+    wait_for,
+    which,
+)
 
 STATE_DIR = Path("/var/tmp/aiida-xesml-remote")
 SSH_HOST = "127.0.0.1"
@@ -47,19 +67,12 @@ PARTITION = "xesml"
 NODE_NAME = "localhost"
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MUNGE_KEY = Path("/etc/munge/munge.key")
+MUNGE_PID = Path("/run/munge/munged.pid")
 KEY_COMMENT = "aiida-xesml-remote-test"
 CONF_MARKER = "# Written by aiida-xesml tests/remote/provision.py"
 PACKAGES = {"openssh-server": "sshd", "slurm-wlm": "slurmctld", "munge": "munged"}
-SBIN_DIRS = ("/usr/sbin", "/sbin", "/usr/bin", "/bin")
 
-
-class ProvisionError(RuntimeError):
-    """A provisioning step failed; ``step`` names it and the message says why."""
-
-    def __init__(self, step: str, reason: str):
-        super().__init__(f"{step}: {reason}")
-        self.step = step
-        self.reason = reason
+__all__ = ["ProvisionError", "RemoteSetup", "provision", "status", "stop"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,88 +103,41 @@ class RemoteSetup:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _which(name: str) -> str | None:
-    """``shutil.which`` that also looks in the sbin directories (not on a non-root PATH)."""
-    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
-
-
-def _tail(text: str | bytes | None, lines: int = 15) -> str:
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return "\n".join((text or "").strip().splitlines()[-lines:])
-
-
-def _file_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return _tail(path.read_text(errors="replace"), lines)
-    except OSError:
-        return f"(no log at {path})"
-
-
-def _run(step: str, command: list[str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
-    """Run ``command``; raise :class:`ProvisionError` for ``step`` with its stderr tail if it fails."""
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-    except FileNotFoundError as exc:
-        raise ProvisionError(step, f"`{command[0]}` not found ({exc})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise ProvisionError(step, f"`{' '.join(command)}` did not finish in {timeout:.0f} s: "
-                                   f"{_tail(exc.stderr)}") from exc
-    if result.returncode != 0:
-        raise ProvisionError(step, f"`{' '.join(command)}` exited {result.returncode}: "
-                                   f"{_tail(result.stderr) or _tail(result.stdout)}")
-    return result
-
-
-def _pid_alive(pid_file: Path, name: str) -> int | None:
-    """The pid in ``pid_file`` if that process runs and its command name starts with ``name``."""
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if comm.startswith(name[:15]) else None
-
-
-def _wait(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
 def _port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
 
 
-def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Write ``text`` to ``path`` unless it already holds it; return whether it changed."""
+def _write_if_changed(path: Path, text: str, changes: Changes, mode: int = 0o644) -> bool:
+    """Write ``text`` to ``path`` unless it already holds it (recorded in ``changes``); return whether it changed."""
     if path.is_file() and path.read_text() == text:
         return False
+    changes.folder(path.parent)
+    changes.file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     path.chmod(mode)
     return True
 
 
-def _stop_pid(pid_file: Path, name: str, timeout: float = 10) -> bool:
-    """SIGTERM the process of ``pid_file`` (if it is ``name``) and wait for it to go; return whether it ran."""
-    pid = _pid_alive(pid_file, name)
-    if pid is None:
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not _wait(lambda: not Path(f"/proc/{pid}").exists(), timeout):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        pid_file.unlink()
-    return True
+def _keep_mode(path: Path, changes: Changes) -> None:
+    """Record the mode of an existing folder or file so that ``changes.undo()`` puts it back."""
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        changes.on_undo(f"mode of {path}", lambda: path.exists() and path.chmod(mode))
+
+
+def _start_daemon(name: str, command: list[str], pid_file: Path, log: Path, changes: Changes,
+                  timeout: float = 15) -> None:
+    """Start a daemon that writes ``pid_file`` unless it runs; ``changes.undo()`` stops it."""
+    if pid_alive(pid_file, name):
+        return
+    changes.started(name, lambda: stop_pid(pid_file, name))
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    if result.returncode != 0 or not wait_for(lambda: pid_alive(pid_file, name), timeout):
+        raise ProvisionError(name, f"{name} did not start (exit {result.returncode}): "
+                                   f"{tail(result.stderr) or file_tail(log)}")
 
 
 # -- steps -------------------------------------------------------------------------------------
@@ -179,42 +145,13 @@ def _stop_pid(pid_file: Path, name: str, timeout: float = 10) -> bool:
 
 def missing_packages() -> list[str]:
     """The Debian packages of :data:`PACKAGES` whose main executable is not installed."""
-    return [package for package, exe in PACKAGES.items() if _which(exe) is None]
+    return [package for package, exe in PACKAGES.items() if which(exe) is None]
 
 
-def install_packages(log=print) -> None:
-    """``apt-get install`` the missing packages (after ``apt-get update``), with daemon start-up blocked.
-
-    Debian's maintainer scripts start a package's service through ``invoke-rc.d``; without systemd
-    that would launch sshd on 0.0.0.0:22, munged and the Slurm daemons with the stock
-    configuration. A temporary ``/usr/sbin/policy-rc.d`` that exits 101 ("action forbidden")
-    prevents this; it is removed afterwards (an existing one is left alone).
-    """
-    step = "install packages"
-    missing = missing_packages()
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise ProvisionError(step, f"{', '.join(missing)} missing and not running as root, so they cannot be "
-                                   f"installed (run `apt-get install {' '.join(missing)}` as root)")
-    if _which("apt-get") is None:
-        raise ProvisionError(step, f"{', '.join(missing)} missing and no apt-get on this machine")
-    log(f"installing {' '.join(missing)} with apt-get")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    policy = Path("/usr/sbin/policy-rc.d")
-    own_policy = not policy.exists()
-    if own_policy:
-        policy.write_text("#!/bin/sh\n# aiida-xesml provisioning: no service starts during apt-get install\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        _run(step, ["apt-get", "update", "-q"], timeout=300, env=env)
-        _run(step, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], timeout=900, env=env)
-    finally:
-        if own_policy:
-            policy.unlink(missing_ok=True)
-    still = missing_packages()
-    if still:
-        raise ProvisionError(step, f"apt-get finished but {', '.join(still)} still missing")
+def install_packages(log=print) -> list[str]:
+    """``apt-get install`` the missing packages with daemon start-up blocked (see
+    :func:`provisioning.apt_install`); return those installed. They stay installed."""
+    return apt_install(list(PACKAGES), log=log, installed=lambda package: which(PACKAGES[package]) is not None)
 
 
 def ensure_client_key(state_dir: Path) -> Path:
@@ -224,24 +161,29 @@ def ensure_client_key(state_dir: Path) -> Path:
     if not (key.is_file() and key.with_suffix(".pub").is_file()):
         key.unlink(missing_ok=True)
         key.with_suffix(".pub").unlink(missing_ok=True)
-        _run(step, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_COMMENT, "-f", str(key)])
+        run(step, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", KEY_COMMENT, "-f", str(key)])
     return key
 
 
-def ensure_authorized_key(key: Path) -> None:
+def ensure_authorized_key(key: Path, changes: Changes) -> None:
     """Append the public key to ``~/.ssh/authorized_keys`` once, keeping the keys already there."""
     ssh_dir = Path.home() / ".ssh"
+    changes.folder(ssh_dir)
+    _keep_mode(ssh_dir, changes)
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     ssh_dir.chmod(0o700)  # sshd's StrictModes rejects a group/world-writable ~/.ssh
     authorized = ssh_dir / "authorized_keys"
     public = key.with_suffix(".pub").read_text().strip()
     existing = authorized.read_text().splitlines() if authorized.is_file() else []
     if public not in (line.strip() for line in existing):
+        changes.file(authorized)
         with authorized.open("a") as handle:
             if existing and authorized.read_text()[-1:] != "\n":
                 handle.write("\n")
             handle.write(public + "\n")
-    authorized.chmod(0o600)
+    if stat.S_IMODE(authorized.stat().st_mode) != 0o600:
+        changes.file(authorized)
+        authorized.chmod(0o600)
 
 
 def sshd_config_text(state_dir: Path, port: int) -> str:
@@ -266,7 +208,7 @@ Subsystem sftp internal-sftp
 """
 
 
-def ensure_sshd(state_dir: Path, port: int) -> None:
+def ensure_sshd(state_dir: Path, port: int, changes: Changes) -> None:
     """Start the dedicated sshd (``sshd -f <state_dir>/sshd_config -E <state_dir>/sshd.log``) unless it runs."""
     step = "sshd"
     config = state_dir / "sshd_config"
@@ -274,28 +216,30 @@ def ensure_sshd(state_dir: Path, port: int) -> None:
     pid_file = state_dir / "sshd.pid"
     if not host_key.is_file():
         host_key.with_suffix(".pub").unlink(missing_ok=True)
-        _run(step, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aiida-xesml-sshd", "-f", str(host_key)])
-    changed = _write_if_changed(config, sshd_config_text(state_dir, port), 0o600)
+        run(step, ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "aiida-xesml-sshd", "-f", str(host_key)])
+    changed = _write_if_changed(config, sshd_config_text(state_dir, port), changes, 0o600)
     if changed:
-        _stop_pid(pid_file, "sshd")
-    if _pid_alive(pid_file, "sshd") and _port_open(SSH_HOST, port):
+        stop_pid(pid_file, "sshd")
+    if pid_alive(pid_file, "sshd") and _port_open(SSH_HOST, port):
         return
-    sshd = _which("sshd")
+    sshd = which("sshd")
     if sshd is None:
         raise ProvisionError(step, "no sshd executable (package openssh-server)")
     # Privilege separation needs /run/sshd; the systemd unit (absent here) normally creates it.
+    changes.folder(Path("/run/sshd"))
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    _run(step, [sshd, "-t", "-f", str(config)])
+    run(step, [sshd, "-t", "-f", str(config)])
     if _port_open(SSH_HOST, port):
         raise ProvisionError(step, f"port {SSH_HOST}:{port} is taken by another process; choose another port "
                                    "(provision(port=...), XESML_REMOTE_SSH_PORT for the tests)")
-    _run(step, [sshd, "-f", str(config), "-E", str(state_dir / "sshd.log")])
-    if not _wait(lambda: _port_open(SSH_HOST, port), 10):
+    changes.started("sshd", lambda: stop_pid(pid_file, "sshd"))
+    run(step, [sshd, "-f", str(config), "-E", str(state_dir / "sshd.log")])
+    if not wait_for(lambda: _port_open(SSH_HOST, port), 10):
         raise ProvisionError(step, f"sshd did not start listening on {SSH_HOST}:{port}: "
-                                   f"{_file_tail(state_dir / 'sshd.log')}")
+                                   f"{file_tail(state_dir / 'sshd.log')}")
 
 
-def ensure_known_host(state_dir: Path, port: int) -> None:
+def ensure_known_host(state_dir: Path, port: int, changes: Changes) -> None:
     """Put the sshd's host key in ``~/.ssh/known_hosts`` (``ssh-keyscan``), replacing a stale entry."""
     step = "known_hosts"
     host_public = (state_dir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
@@ -304,14 +248,16 @@ def ensure_known_host(state_dir: Path, port: int) -> None:
     lines = known.read_text().splitlines() if known.is_file() else []
     if any(line.split()[:3] == [name, *host_public] for line in lines):
         return
-    scanned = _run(step, ["ssh-keyscan", "-p", str(port), "-t", "ed25519", SSH_HOST], timeout=20).stdout
+    scanned = run(step, ["ssh-keyscan", "-p", str(port), "-t", "ed25519", SSH_HOST], timeout=20).stdout
     entries = [line for line in scanned.splitlines() if line.strip() and not line.startswith("#")]
     if not entries or entries[0].split()[1:3] != host_public:
         raise ProvisionError(step, f"ssh-keyscan of {name} did not return the provisioned host key: {scanned!r}")
+    changes.file(known)
     # A key from an earlier provisioning (plain or hashed entry): remove it, or paramiko rejects the new one.
     if known.is_file() and subprocess.run(["ssh-keygen", "-F", name, "-f", str(known)], capture_output=True,
                                           timeout=20, check=False).returncode == 0:
-        _run(step, ["ssh-keygen", "-R", name, "-f", str(known)])  # keeps a backup in known_hosts.old
+        changes.file(known.with_name("known_hosts.old"))
+        run(step, ["ssh-keygen", "-R", name, "-f", str(known)])  # keeps a backup in known_hosts.old
     with known.open("a") as handle:
         handle.write(entries[0] + "\n")
     known.chmod(0o644)
@@ -323,48 +269,50 @@ def check_ssh_login(key: Path, port: int, state_dir: Path) -> None:
         _ssh_true(key, port)
     except ProvisionError as exc:
         # the client only says "Permission denied"; the sshd's log says why (e.g. StrictModes on ~/.ssh)
-        raise ProvisionError(exc.step, f"{exc.reason}; sshd log: {_file_tail(state_dir / 'sshd.log', 5)}") from exc
+        raise ProvisionError(exc.step, f"{exc.reason}; sshd log: {file_tail(state_dir / 'sshd.log', 5)}") from exc
 
 
 def _ssh_true(key: Path, port: int) -> None:
-    _run("ssh login", ["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                       "-o", "StrictHostKeyChecking=yes", "-o", "PasswordAuthentication=no",
-                       f"root@{SSH_HOST}", "true"], timeout=30)
+    run("ssh login", ["ssh", "-i", str(key), "-p", str(port), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                      "-o", "StrictHostKeyChecking=yes", "-o", "PasswordAuthentication=no",
+                      f"root@{SSH_HOST}", "true"], timeout=30)
 
 
-def ensure_munge() -> None:
+def ensure_munge(changes: Changes) -> None:
     """Create the munge key if there is none and start ``munged`` (as the ``munge`` user) unless it runs."""
     step = "munge"
-    pid_file = Path("/run/munge/munged.pid")
-    if _pid_alive(pid_file, "munged"):
+    if pid_alive(MUNGE_PID, "munged"):
         return
+    changes.folder(MUNGE_KEY.parent)
+    changes.file(MUNGE_KEY)  # created, or its owner and mode set, below
     if not MUNGE_KEY.is_file():
-        if _which("mungekey"):
-            _run(step, [_which("mungekey"), "--create", "--keyfile", str(MUNGE_KEY)])
+        MUNGE_KEY.parent.mkdir(parents=True, exist_ok=True)
+        if which("mungekey"):
+            run(step, [which("mungekey"), "--create", "--keyfile", str(MUNGE_KEY)])
         else:
             MUNGE_KEY.write_bytes(os.urandom(1024))
-    Path("/run/munge").mkdir(parents=True, exist_ok=True)  # the socket's folder; tmpfs, gone after a reboot
-    for path, mode in ((MUNGE_KEY, 0o400), (Path("/run/munge"), 0o755)):
-        shutil.chown(path, "munge", "munge")
-        path.chmod(mode)
-    for folder in (Path("/var/lib/munge"), Path("/var/log/munge")):
+    for folder in (MUNGE_PID.parent, Path("/var/lib/munge"), Path("/var/log/munge")):
+        changes.folder(folder)  # /run/munge is the socket's folder; tmpfs, gone after a reboot
+        _keep_mode(folder, changes)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.chown(folder, "munge", "munge")
-    munged = _which("munged")
+    MUNGE_PID.parent.chmod(0o755)
+    shutil.chown(MUNGE_KEY, "munge", "munge")
+    MUNGE_KEY.chmod(0o400)
+    munged = which("munged")
     if munged is None:
         raise ProvisionError(step, "no munged executable (package munge)")
-    _run(step, ["runuser", "-u", "munge", "--", munged])
-    if not _wait(lambda: _pid_alive(pid_file, "munged"), 10):
-        raise ProvisionError(step, f"munged did not start: {_file_tail(Path('/var/log/munge/munged.log'))}")
-    encoded = _run(step, [_which("munge") or "munge", "-n"]).stdout
-    _run(step, [_which("unmunge") or "unmunge"], input=encoded)
+    _start_daemon("munged", ["runuser", "-u", "munge", "--", munged], MUNGE_PID,
+                  Path("/var/log/munge/munged.log"), changes, timeout=10)
+    encoded = run(step, [which("munge") or "munge", "-n"]).stdout
+    run(step, [which("unmunge") or "unmunge"], input=encoded)
 
 
 def node_hardware() -> dict:
     """This machine as slurmd sees it (``slurmd -C``): CPUs, Boards, SocketsPerBoard, CoresPerSocket,
     ThreadsPerCore, RealMemory (MB). Configuring exactly this keeps the node from being drained for
     "Low socket*core*thread count" or "Low RealMemory"."""
-    output = _run("slurm node hardware", [_which("slurmd") or "slurmd", "-C"]).stdout
+    output = run("slurm node hardware", [which("slurmd") or "slurmd", "-C"]).stdout
     fields = dict(re.findall(r"(\w+)=(\S+)", output.splitlines()[0] if output else ""))
     keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore", "RealMemory")
     if not all(key in fields for key in keys):
@@ -414,12 +362,12 @@ PartitionName={PARTITION} Nodes={NODE_NAME} Default=YES MaxTime=INFINITE State=U
 
 def node_state() -> str:
     """The node's long state as ``sinfo`` prints it ('idle', 'mixed', 'down*', ...), or '' if none."""
-    result = subprocess.run([_which("sinfo") or "sinfo", "-h", "-N", "-n", NODE_NAME, "-o", "%T"],
+    result = subprocess.run([which("sinfo") or "sinfo", "-h", "-N", "-n", NODE_NAME, "-o", "%T"],
                             capture_output=True, text=True, timeout=20, check=False)
     return result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else ""
 
 
-def ensure_slurm(state_dir: Path) -> dict:
+def ensure_slurm(state_dir: Path, changes: Changes) -> dict:
     """Write slurm.conf, start slurmctld and slurmd unless they run, and wait for the node to be usable.
 
     :returns: the node's hardware (see :func:`node_hardware`).
@@ -431,22 +379,17 @@ def ensure_slurm(state_dir: Path) -> dict:
     if SLURM_CONF.is_file() and not SLURM_CONF.read_text().startswith(CONF_MARKER):
         raise ProvisionError("slurm.conf", f"{SLURM_CONF} exists and was not written by this provisioning; "
                                            "not overwriting it (move it away to run the remote tests)")
-    changed = _write_if_changed(SLURM_CONF, slurm_conf_text(state_dir, hardware))
+    changed = _write_if_changed(SLURM_CONF, slurm_conf_text(state_dir, hardware), changes)
     daemons = (("slurmctld", spool / "slurmctld.pid", "slurmctld.log"), ("slurmd", spool / "slurmd.pid", "slurmd.log"))
     if changed:
         for name, pid_file, _ in daemons:
-            _stop_pid(pid_file, name)
+            stop_pid(pid_file, name)
     for name, pid_file, log_name in daemons:
-        if _pid_alive(pid_file, name):
-            continue
-        executable = _which(name)
+        executable = which(name)
         if executable is None:
             raise ProvisionError(name, f"no {name} executable (package slurm-wlm)")
         command = [executable, "-N", NODE_NAME] if name == "slurmd" else [executable]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0 or not _wait(lambda pid_file=pid_file, name=name: _pid_alive(pid_file, name), 15):
-            raise ProvisionError(name, f"{name} did not start (exit {result.returncode}): "
-                                       f"{_tail(result.stderr) or _file_tail(spool / log_name)}")
+        _start_daemon(name, command, pid_file, spool / log_name, changes)
     wait_for_idle_node(spool)
     return hardware
 
@@ -462,41 +405,46 @@ def wait_for_idle_node(spool: Path, timeout: float = 60) -> None:
         state = node_state()
         if not resumed and state.startswith(("drain", "down")) and "*" not in state:
             # A leftover drain or down (e.g. after a restart with other hardware values): clear it once.
-            subprocess.run([_which("scontrol") or "scontrol", "update", f"NodeName={NODE_NAME}", "State=RESUME"],
+            subprocess.run([which("scontrol") or "scontrol", "update", f"NodeName={NODE_NAME}", "State=RESUME"],
                            capture_output=True, timeout=20, check=False)
             resumed = True
         return state.rstrip("*~#") in usable and "*" not in state
 
-    if not _wait(ready, timeout, interval=0.5):
-        reason = subprocess.run([_which("sinfo") or "sinfo", "-R", "-h"], capture_output=True, text=True,
+    if not wait_for(ready, timeout, interval=0.5):
+        reason = subprocess.run([which("sinfo") or "sinfo", "-R", "-h"], capture_output=True, text=True,
                                 timeout=20, check=False).stdout.strip()
         raise ProvisionError(step, f"node {NODE_NAME} not idle after {timeout:.0f} s (state {node_state()!r}, "
-                                   f"reason {reason!r}); slurmd log: {_file_tail(spool / 'slurmd.log')}; "
-                                   f"slurmctld log: {_file_tail(spool / 'slurmctld.log')}")
+                                   f"reason {reason!r}); slurmd log: {file_tail(spool / 'slurmd.log')}; "
+                                   f"slurmctld log: {file_tail(spool / 'slurmctld.log')}")
 
 
 # -- entry points ------------------------------------------------------------------------------
 
 
-def provision(state_dir: Path = STATE_DIR, port: int = SSH_PORT, log=print) -> RemoteSetup:
+def provision(state_dir: Path = STATE_DIR, port: int = SSH_PORT, log=print,
+              changes: Changes | None = None) -> RemoteSetup:
     """Install, configure and start sshd, munge and Slurm (each only if needed); return how to connect.
 
+    :param changes: the journal in which every change is recorded before it is made; ``changes.undo()``
+        stops the daemons started here and restores files and folders (a new journal when None).
     :raises ProvisionError: naming the step that failed and why.
     """
+    changes = Changes() if changes is None else changes
     if sys.platform != "linux":
         raise ProvisionError("platform", f"needs Linux (Debian), not {sys.platform}")
     install_packages(log)
     if os.geteuid() != 0:
         raise ProvisionError("privileges", "starting sshd, munged and the Slurm daemons needs root")
+    changes.folder(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o700)
     key = ensure_client_key(state_dir)
-    ensure_authorized_key(key)
-    ensure_sshd(state_dir, port)
-    ensure_known_host(state_dir, port)
+    ensure_authorized_key(key, changes)
+    ensure_sshd(state_dir, port, changes)
+    ensure_known_host(state_dir, port, changes)
     check_ssh_login(key, port, state_dir)
-    ensure_munge()
-    hardware = ensure_slurm(state_dir)
+    ensure_munge(changes)
+    hardware = ensure_slurm(state_dir, changes)
     import pwd
 
     return RemoteSetup(host=SSH_HOST, port=port, username=pwd.getpwuid(os.geteuid()).pw_name, key_filename=key,
@@ -509,8 +457,8 @@ def stop(state_dir: Path = STATE_DIR) -> list[str]:
     spool = state_dir / "slurm"
     stopped = []
     for name, pid_file in (("slurmd", spool / "slurmd.pid"), ("slurmctld", spool / "slurmctld.pid"),
-                           ("munged", Path("/run/munge/munged.pid")), ("sshd", state_dir / "sshd.pid")):
-        if _stop_pid(pid_file, name):
+                           ("munged", MUNGE_PID), ("sshd", state_dir / "sshd.pid")):
+        if stop_pid(pid_file, name):
             stopped.append(name)
     return stopped
 
@@ -518,10 +466,10 @@ def stop(state_dir: Path = STATE_DIR) -> list[str]:
 def status(state_dir: Path = STATE_DIR) -> dict[str, int | None]:
     """The pid of each daemon, or None where it does not run."""
     spool = state_dir / "slurm"
-    return {"sshd": _pid_alive(state_dir / "sshd.pid", "sshd"),
-            "munged": _pid_alive(Path("/run/munge/munged.pid"), "munged"),
-            "slurmctld": _pid_alive(spool / "slurmctld.pid", "slurmctld"),
-            "slurmd": _pid_alive(spool / "slurmd.pid", "slurmd")}
+    return {"sshd": pid_alive(state_dir / "sshd.pid", "sshd"),
+            "munged": pid_alive(MUNGE_PID, "munged"),
+            "slurmctld": pid_alive(spool / "slurmctld.pid", "slurmctld"),
+            "slurmd": pid_alive(spool / "slurmd.pid", "slurmd")}
 
 
 def main(argv: list[str]) -> int:

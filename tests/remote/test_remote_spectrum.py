@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 from aiida import orm
+from aiida.common.links import LinkType
 from aiida.engine import run_get_node
 
 from aiida_xesml.ml.structures import rutile_geo2
@@ -120,7 +121,11 @@ def test_results_came_back_and_parsed(remote_run):
     pw, projwfc = calcjobs["PwCalculation"], calcjobs["ProjwfcCalculation"]
     assert "aiida.out" in pw.outputs.retrieved.base.repository.list_object_names()
     assert pw.outputs.output_parameters["energy"] < 0
-    assert "projections" in projwfc.outputs and "bands" in projwfc.outputs
+    # the spectra were computed from what projwfc.x's parsed outputs hold
+    produced = {n.uuid for n in projwfc.base.links.get_outgoing(link_type=LinkType.CREATE).all_nodes()}
+    compute = next(n for n in remote_run["node"].called if n.process_label == "compute_spectra")
+    used = {n.uuid for n in compute.base.links.get_incoming(link_type=LinkType.INPUT_CALC).all_nodes()}
+    assert produced & used, "compute_spectra used none of projwfc.x's outputs"
     spectra = remote_run["results"]["spectra"]
     n_ge = rutile_geo2().get_chemical_symbols().count("Ge")
     assert spectra.n_spectra == n_ge

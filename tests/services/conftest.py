@@ -1,8 +1,11 @@
 """A production-style profile for the ``services`` tests: PostgreSQL storage, RabbitMQ, a daemon of 2 workers.
 
 The profile lives in a temporary AIIDA_PATH and is used from subprocesses (``scenario.py``,
-``verdi``): the test process keeps its own SQLite test profile. Everything is removed afterwards:
-daemon, profile, database and its user.
+``verdi``): the test process keeps its own SQLite test profile. At the end of the session
+everything is undone (``provisioning.Changes``): daemon stopped, database and its user dropped,
+profile folder removed, RabbitMQ and PostgreSQL stopped if they were not running before, and
+``/etc/rabbitmq/advanced.config`` restored. Where the services cannot be provisioned the tests
+skip with the reason, or fail when ``XESML_REQUIRE`` lists ``services`` (as CI does).
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from provisioning import Changes, ProvisionError, skip_or_fail
 from service_setup import (
-    ProvisionError,
     create_database,
     create_psql_profile,
     drop_database,
@@ -55,11 +58,15 @@ class ServiceProfile:
     def verdi(self, *args: str, timeout: float = 300.0) -> str:
         return verdi(self.aiida_path, "-p", self.name, *args, timeout=timeout)
 
+    @property
+    def circus_pid_file(self) -> Path:
+        return self.aiida_path / ".aiida" / "daemon" / f"circus-{self.name}.pid"
+
     def worker_pids(self) -> list[int]:
         """Pids of the daemon's worker processes (``verdi daemon status`` lists them)."""
         import psutil
 
-        circus_pid = int((self.aiida_path / ".aiida" / "daemon" / f"circus-{self.name}.pid").read_text())
+        circus_pid = int(self.circus_pid_file.read_text())
         return [child.pid for child in psutil.Process(circus_pid).children(recursive=False)
                 if "worker" in " ".join(child.cmdline())]
 
@@ -72,43 +79,49 @@ class ServiceProfile:
 
 @pytest.fixture(scope="session")
 def service_profile(aiida_profile):
-    """PostgreSQL + RabbitMQ profile with QE codes and a daemon of 2 workers; skips with the reason if impossible."""
+    """PostgreSQL + RabbitMQ profile with QE codes and a daemon of 2 workers; skips (or fails) if impossible."""
+    changes = Changes()
     aiida_path = Path(tempfile.mkdtemp(prefix="xesml-services-"))
-    database = None
+    changes.on_undo(f"remove {aiida_path}", lambda: shutil.rmtree(aiida_path, ignore_errors=True))
     try:
-        start_postgresql()
-        start_rabbitmq()
+        start_postgresql(changes)
+        start_rabbitmq(changes)
         database = create_database()
+        changes.on_undo(f"drop database {database['name']}", lambda: drop_database(database))
         create_psql_profile(aiida_path, PROFILE, database)
     except (ProvisionError, subprocess.TimeoutExpired, OSError) as exc:
-        if database is not None:
-            drop_database(database)
-        shutil.rmtree(aiida_path, ignore_errors=True)
-        pytest.skip(f"services unavailable: {exc}")
+        try:
+            changes.undo()
+        except ProvisionError as undo_error:
+            exc = f"{exc} (and undoing the steps done: {undo_error})"
+        skip_or_fail("services", f"cannot provision PostgreSQL + RabbitMQ: {exc}")
     profile = ServiceProfile(aiida_path, PROFILE)
+    changes.on_undo("stop the services profile's daemon", lambda: _stop_daemon(profile))
     try:
         profile.scenario("codes")
         profile.start_daemon()
         yield profile
     finally:
-        try:
-            profile.stop_daemon()
-        except (ProvisionError, subprocess.TimeoutExpired):
-            _kill_daemon(aiida_path)
-        drop_database(database)
-        shutil.rmtree(aiida_path, ignore_errors=True)
+        changes.undo()
 
 
-def _kill_daemon(aiida_path: Path) -> None:
-    """Last resort when ``verdi daemon stop`` hangs: kill circus and its workers."""
+def _stop_daemon(profile: ServiceProfile) -> None:
+    """``verdi daemon stop``; if it fails or hangs, kill circus and its workers."""
+    try:
+        profile.stop_daemon()
+    except (ProvisionError, subprocess.TimeoutExpired):
+        _kill_daemon(profile.circus_pid_file)
+
+
+def _kill_daemon(pid_file: Path) -> None:
+    """Last resort when ``verdi daemon stop`` fails: SIGKILL circus and its workers."""
     import psutil
 
-    for pid_file in (aiida_path / ".aiida" / "daemon").glob("circus-*.pid"):
-        try:
-            process = psutil.Process(int(pid_file.read_text()))
-        except (psutil.NoSuchProcess, ValueError):
-            continue
-        for child in process.children(recursive=True):
-            child.send_signal(signal.SIGKILL)
-        process.send_signal(signal.SIGKILL)
+    try:
+        process = psutil.Process(int(pid_file.read_text()))
+    except (OSError, psutil.NoSuchProcess, ValueError):
+        return
+    for child in process.children(recursive=True):
+        child.send_signal(signal.SIGKILL)
+    process.send_signal(signal.SIGKILL)
     time.sleep(1.0)

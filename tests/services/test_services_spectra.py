@@ -8,6 +8,8 @@ from scenario import spectra_builder
 pytestmark = [pytest.mark.services, pytest.mark.qe]
 
 SEEDS = (1, 2, 3)
+#: The summary's key (tests/conftest.py) for QE calculations that a test checked in another profile.
+QE_ELSEWHERE = "qe_calculations_in_another_profile"
 
 
 def overlapping_pairs(intervals):
@@ -24,9 +26,10 @@ def daemon_spectra(service_profile):
     return service_profile.scenario("results", str(pk), "--timeout", "900", timeout=1000)
 
 
-def test_snapshots_ran_concurrently_on_the_daemon(daemon_spectra):
+def test_snapshots_ran_concurrently_on_the_daemon(daemon_spectra, record_property):
     assert daemon_spectra["exit_status"] == 0, daemon_spectra["exit_message"]
     calculations = daemon_spectra["calculations"]
+    record_property(QE_ELSEWHERE, len(calculations))
     scf = [c for c in calculations if c["process_label"] == "PwCalculation"]
     assert len(scf) == len(SEEDS) and all(c["exit_status"] == 0 and c["job_id"] for c in scf)
     intervals = [c["interval"] for c in scf]

@@ -46,7 +46,7 @@ def test_pipeline_end_to_end_and_its_provenance(pipeline_builder, tmp_path):
     pw_runs = query.calculations_behind(reconstruction, plugin="quantumespresso.pw")
     kinds = {calc.inputs.parameters["CONTROL"]["calculation"] for calc in pw_runs}
     assert {"md", "scf", "vc-relax"} <= kinds
-    projwfc_runs = query.calculations_behind(reconstruction, plugin="quantumespresso.projwfc")
+    projwfc_runs = query.calculations_behind(reconstruction, plugin="xesml.projwfc")
     assert len(projwfc_runs) == len({calc.uuid for calc in projwfc_runs}) == 6
     md_runs = [calc for calc in pw_runs if calc.inputs.parameters["CONTROL"]["calculation"] == "md"]
     compression_mds = [calc for calc in node.called_descendants

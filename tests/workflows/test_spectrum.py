@@ -1,5 +1,8 @@
 """xesml.spectrum and xesml.spectra with real pw.x + projwfc.x on rutile- and quartz-type GeO2."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from aiida import orm
@@ -279,3 +282,71 @@ def test_a_damaged_atomic_proj_xml_is_a_clear_exit_code(spectrum_builder, qe_cod
     calculation = _child(node, "ProjwfcCalculation")
     assert calculation.exit_status == calculation.process_class.exit_codes.ERROR_ATOMIC_PROJ_INVALID.status
     assert "atomic_proj.xml could not be read" in node.exit_message and "exit 361" in node.exit_message
+
+
+@pytest.fixture
+def reparse(polymorph_runs, tmp_path):
+    """Re-parse the quartz run's projwfc.x calculation from copies of its temporarily retrieved files,
+    fetched again from its working folder (no new QE run); ``damage(files)`` may change them first."""
+    from aiida_xesml.parsers.projwfc import ProjwfcParser
+
+    calculation = _child(polymorph_runs["quartz"], "ProjwfcCalculation")
+    workdir = Path(calculation.outputs.remote_folder.get_remote_path())
+    files = {"listing": workdir / "aiida.projections.out", "atomic_proj": workdir / "out/aiida.save/atomic_proj.xml",
+             "pdos_tot": workdir / "aiida.pdos_tot"}
+
+    def factory(damage=None, swap_atomic_proj=None):
+        folder = tmp_path / "retrieved_temporary"
+        folder.mkdir(exist_ok=True)
+        copies = {key: folder / path.name for key, path in files.items()}
+        for key, path in files.items():
+            shutil.copy(swap_atomic_proj if key == "atomic_proj" and swap_atomic_proj else path, copies[key])
+        if damage:
+            damage(copies)
+        results, node = ProjwfcParser.parse_from_node(calculation, store_provenance=False,
+                                                      retrieved_temporary_folder=str(folder))
+        return calculation, results, node.exit_status
+
+    return factory
+
+
+def test_reparsing_gives_the_same_site_projections(reparse):
+    calculation, results, status = reparse()
+    assert status == 0
+    stored = calculation.outputs.site_projections
+    for name in stored.get_arraynames():
+        np.testing.assert_array_equal(results["site_projections"].get_array(name), stored.get_array(name))
+    assert {"Dos", "Pdos", "output_parameters"} <= set(results)
+
+
+def _garble(path, position=0.5):
+    text = path.read_text()
+    cut = int(len(text) * position)
+    path.write_text(text[:cut] + "#a##b#c###d#e##f###" + text[cut + 19:])
+
+
+@pytest.mark.parametrize(
+    ("damage", "exit_name"),
+    [
+        (lambda files: _garble(files["listing"]), "ERROR_OUTPUT_STDOUT_PARSE"),
+        (lambda files: files["listing"].write_text(files["listing"].read_text()[:5000]), "ERROR_OUTPUT_STDOUT_PARSE"),
+        (lambda files: files["atomic_proj"].unlink(), "ERROR_ATOMIC_PROJ_MISSING"),
+        (lambda files: files["atomic_proj"].write_bytes(files["atomic_proj"].read_bytes()[:20000]),
+         "ERROR_ATOMIC_PROJ_INVALID"),
+        (lambda files: _garble(files["atomic_proj"], 0.7), "ERROR_ATOMIC_PROJ_INVALID"),
+        (lambda files: files["pdos_tot"].unlink(), "ERROR_MISSING_PDOSTOT_FILE"),
+    ],
+)
+def test_damaged_temporary_files_are_exit_codes(reparse, damage, exit_name):
+    calculation, results, status = reparse(damage)
+    assert status == calculation.process_class.exit_codes[exit_name].status
+    if exit_name != "ERROR_MISSING_PDOSTOT_FILE":
+        assert "site_projections" not in results
+
+
+def test_projections_of_another_run_are_inconsistent(reparse, polymorph_runs):
+    """rutile's atomic_proj.xml (6 sites, 24 states) with the quartz stdout (9 sites, 36 states)."""
+    rutile = _child(polymorph_runs["rutile"], "ProjwfcCalculation")
+    other = Path(rutile.outputs.remote_folder.get_remote_path()) / "out/aiida.save/atomic_proj.xml"
+    calculation, results, status = reparse(swap_atomic_proj=other)
+    assert status == calculation.process_class.exit_codes.ERROR_PROJECTIONS_INCONSISTENT.status

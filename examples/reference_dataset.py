@@ -1,0 +1,486 @@
+"""The plugin's reference data sets of Ge Kβ site spectra, made with real pw.x + projwfc.x (issue 13 §5, issue 14 §3).
+
+Data sets, each an AiiDA archive with its provenance, an .npz for use without AiiDA
+(:func:`aiida_xesml.ml.reference_data.load_reference_npz`) and an entry in ``examples/data/MANIFEST.json``:
+
+- ``crystalline-rattled``: rattled and strained α-quartz-type (3x2x1, 54 atoms, 4-fold Ge) and
+  rutile-type (2x2x2, 48 atoms, 6-fold) supercells;
+- ``crystalline-holdout``: the same recipe with other seeds, fewer cells, to test on data the
+  emulator never saw;
+- ``compressed-quartz-md``: MD snapshots of a 2x2x1 α-quartz-type cell (36 atoms) compressed by
+  ``xesml.compression`` until Ge turns 5- and 6-fold.
+
+Labels (what analyses group by): 4 for the α-quartz-type family, 6 for the rutile-type family, and
+the target PBE pressure in GPa (>= 10, so never 4 or 6) for the MD snapshots. The data card is
+docs/reference/dataset.md.
+
+The campaign runs in stages. Each stage submits its work chains to the daemon, waits for them and
+records them by an extra (``xesml_reference_stage``) on their nodes; the export stage of a data set
+writes its files. Run it again and finished stages are skipped, running ones are waited for; so
+the script can be stopped at any time (the daemon keeps the calculations going).
+
+    export AIIDA_PATH=/work/campaign/.aiida        # a profile made by `aiida-xesml setup`
+    python examples/reference_dataset.py run            # every stage, in order
+    python examples/reference_dataset.py run --dataset crystalline-rattled
+    python examples/reference_dataset.py status
+
+Costs are measured from the profile and written to the manifest (wall time of every stage's work
+chains, QE's own wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+MANIFEST = DATA_DIR / "MANIFEST.json"
+STAGE_EXTRA = "xesml_reference_stage"
+SPECTRUM_PROTOCOL = "balanced"  # Γ, 30/180 Ry, nosym, SCF from atomic wavefunctions
+ONE_PROCESS = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}
+# MD segments and vc-relaxes of 36 atoms can take an hour on a loaded machine: room before pw.x stops itself.
+TWO_PROCESSES = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 2}, "max_wallclock_seconds": 4 * 3600}
+# Two snapshots at a time with one MPI process each: one's AiiDA steps overlap the other's QE run
+# (benchmarks/throughput.py), and never more than two QE processes run.
+MAX_CONCURRENT = 2
+CN_CUTOFF = 2.3  # Å, O within this of Ge
+LABEL_QUARTZ, LABEL_RUTILE = 4.0, 6.0
+MIN_GE_O = 1.5  # Å; equilibrium Ge-O is 1.74 (α-quartz type) and 1.87-1.90 (rutile type)
+
+#: Compression of the MD part: `balanced` protocol, with a loosely converged vc-relax (no Pulay-stress
+#: repetition; the MD's stress gives the measured pressure anyway) and a hot NVT run that lets the
+#: compressed quartz-type network collapse towards 5- and 6-fold Ge.
+COMPRESSION_OVERRIDES = {
+    "temperature_k": 600.0,
+    "nstep_equilibration": 6,
+    "vc_relax": {
+        "meta_convergence": False,
+        "pw": {"parameters": {"CONTROL": {"forc_conv_thr": 1.0e-2, "etot_conv_thr": 1.0e-3},
+                              "CELL": {"press_conv_thr": 10.0}}},
+    },
+    "md": {"thermostat_rise_steps": 3},
+}
+
+DATASETS = {
+    "crystalline-rattled": {
+        "description": "rattled/strained α-quartz-type 3x2x1 and rutile-type 2x2x2 supercells at Γ (4- and 6-fold Ge)",
+        "crystals": {"quartz_seeds": list(range(0, 14)), "rutile_seeds": list(range(100, 114))},
+    },
+    "crystalline-holdout": {
+        "description": "the same recipe with other seeds: held out from every training",
+        "crystals": {"quartz_seeds": list(range(500, 505)), "rutile_seeds": list(range(600, 605))},
+    },
+    "compressed-quartz-md": {
+        "description": "MD snapshots of a 2x2x1 α-quartz-type cell compressed by xesml.compression until Ge turns 5- "
+                       "and 6-fold",
+        "compression": {"seed": 7, "pressures": [12.0, 20.0, 30.0], "nstep_production": 36, "snapshot_stride": 4},
+    },
+}
+
+
+# --- structures (plain ASE) ------------------------------------------------------------------------
+
+
+def crystal_cell(family: str, seed: int):
+    """A rattled, strained and isotropically compressed or expanded supercell (seeded).
+
+    Per seed: a random symmetric strain with components up to ±3 % (``rattle_and_strain``), an
+    isotropic volume change uniform in [-6 %, +6 %], and Gaussian displacements whose
+    root-mean-square length is uniform in [0.03, 0.15] Å (σ = rms / √3 per cartesian component,
+    each component clipped at 2σ). A draw that still brings a Ge and an O closer than ``MIN_GE_O``
+    Å is redrawn (displacement seed + 10000 k), so that no site is an unphysical outlier.
+    Returns (atoms, settings).
+    """
+    from aiida_xesml.ml.structures import neighbour_distances, quartz_geo2, rattle_and_strain, rutile_geo2, supercell
+
+    rng = np.random.default_rng(seed)
+    rms = float(rng.uniform(0.03, 0.15))
+    strain = 0.03
+    volume = float(rng.uniform(-0.06, 0.06))
+    base = supercell(quartz_geo2(), (3, 2, 1)) if family == "quartz" else supercell(rutile_geo2(), (2, 2, 2))
+    strained = rattle_and_strain(base, rattle=0.0, strain=strain, seed=seed)
+    strained.set_cell(strained.cell[:] * (1.0 + volume) ** (1.0 / 3.0), scale_atoms=True)
+    sigma = rms / np.sqrt(3.0)
+    for attempt in range(100):
+        displacement_seed = seed + 10000 * attempt
+        displacements = np.random.default_rng(displacement_seed).normal(0.0, sigma, size=(len(base), 3))
+        atoms = strained.copy()
+        atoms.positions += np.clip(displacements, -2.0 * sigma, 2.0 * sigma)
+        if neighbour_distances(atoms, MIN_GE_O, "Ge", "O")[1].size == 0:
+            break
+    else:
+        raise RuntimeError(f"no draw of {family} seed {seed} keeps Ge-O >= {MIN_GE_O} Å")
+    return atoms, {"family": family, "seed": seed, "displacement_seed": displacement_seed, "rattle_rms_A": rms,
+                   "max_strain": strain, "volume_change": volume}
+
+
+def compression_start(seed: int):
+    """The MD part's starting cell: 2x2x1 α-quartz-type GeO2 (36 atoms), rattled by 0.02 Å."""
+    from aiida_xesml.ml.structures import quartz_geo2, supercell
+
+    atoms = supercell(quartz_geo2(), (2, 2, 1))
+    atoms.rattle(0.02, seed=seed)
+    return atoms
+
+
+# --- stages -----------------------------------------------------------------------------------------
+
+
+def find_stage(key: str):
+    """The newest process node recorded for stage ``key``, or None."""
+    from aiida import orm
+
+    query = orm.QueryBuilder().append(orm.ProcessNode, filters={f"extras.{STAGE_EXTRA}": key},
+                                      project="*", tag="process")
+    query.order_by({"process": {"ctime": "desc"}})
+    found = query.first(flat=True)
+    return found
+
+
+def wait(node, what: str, poll: float = 15.0):
+    """Block until ``node`` terminates; print progress."""
+    from aiida import orm
+
+    last = 0.0
+    while not orm.load_node(node.pk).is_terminated:
+        if time.monotonic() - last > 300:
+            print(f"  waiting for {what} <{node.pk}> ({datetime.now():%H:%M})", flush=True)
+            last = time.monotonic()
+        time.sleep(poll)
+    node = orm.load_node(node.pk)
+    print(f"  {what} <{node.pk}>: {node.process_state.value}, exit {node.exit_status} {node.exit_message or ''}",
+          flush=True)
+    return node
+
+
+def run_stage(key: str, build, accept=(0,)):
+    """Submit ``build()`` once for stage ``key`` (unless a finished or running node exists) and wait.
+
+    A node that ended with an exit status in ``accept`` counts as done (xesml.spectra's 410: some
+    snapshots failed, the others are in the outputs). Anything else is resubmitted on the next run.
+    """
+    from aiida.engine import submit
+
+    node = find_stage(key)
+    if node is not None and node.is_terminated and node.exit_status not in accept:
+        print(f"stage {key}: <{node.pk}> ended with exit {node.exit_status}; submitting again")
+        node = None
+    if node is None:
+        node = submit(build())
+        node.base.extras.set(STAGE_EXTRA, key)
+        print(f"stage {key}: submitted <{node.pk}>", flush=True)
+    elif node.is_terminated:
+        print(f"stage {key}: done <{node.pk}> (exit {node.exit_status})")
+        return node
+    node = wait(node, key)
+    if node.exit_status not in accept:
+        raise SystemExit(f"stage {key} failed: <{node.pk}> exit {node.exit_status}: {node.exit_message}")
+    return node
+
+
+def spectra_builder(codes, structures, labels):
+    from aiida import orm
+
+    from aiida_xesml.workflows.spectra import SpectraWorkChain
+
+    builder = SpectraWorkChain.get_builder_from_protocol(
+        codes["pw"], codes["projwfc"], structures, protocol=SPECTRUM_PROTOCOL, labels=labels, options=ONE_PROCESS)
+    builder.max_concurrent = orm.Int(MAX_CONCURRENT)
+    builder.clean_workdir = orm.Bool(True)  # the SCF's wavefunctions are not needed once the spectra exist
+    return builder
+
+
+def crystal_stage(name: str, config: dict, codes):
+    from aiida import orm
+
+    def build():
+        structures, labels = [], []
+        for family, label in (("quartz", LABEL_QUARTZ), ("rutile", LABEL_RUTILE)):
+            for seed in config["crystals"][f"{family}_seeds"]:
+                atoms, settings = crystal_cell(family, seed)
+                structure = orm.StructureData(ase=atoms)
+                structure.label = f"{name}/{family}-{seed}"
+                structure.base.extras.set("xesml_reference_cell", settings)
+                structures.append(structure)
+                labels.append(label)
+        return spectra_builder(codes, structures, labels)
+
+    return run_stage(f"{name}/crystals", build, accept=(0, 410))
+
+
+def compression_stage(name: str, config: dict, codes):
+    from aiida import orm
+
+    from aiida_xesml.workflows.compression import CompressionWorkChain
+
+    settings = config["compression"]
+
+    def build():
+        structure = orm.StructureData(ase=compression_start(settings["seed"]))
+        structure.label = f"{name}/compression-start"
+        overrides = {**COMPRESSION_OVERRIDES, "nstep_production": settings["nstep_production"],
+                     "snapshot_stride": settings["snapshot_stride"]}
+        return CompressionWorkChain.get_builder_from_protocol(
+            codes["pw"], structure, settings["pressures"], protocol="balanced", overrides=overrides,
+            options=TWO_PROCESSES)
+
+    node = run_stage(f"{name}/compression", build)
+    for row in node.outputs.summary_table.get_dict()["rows"]:
+        print(f"  {row}")
+    return node
+
+
+def md_spectra_stages(name: str, compression, codes) -> list:
+    from aiida_xesml.workflows.spectra import SpectraWorkChain
+
+    nodes = []
+    for row in compression.outputs.summary_table.get_dict()["rows"]:
+        snapshots = getattr(compression.outputs, row["label"]).snapshots
+        pressure = float(row["target_pressure_gpa"])
+
+        def build(snapshots=snapshots, pressure=pressure):
+            from aiida import orm
+
+            builder = SpectraWorkChain.get_builder_from_protocol(
+                codes["pw"], codes["projwfc"], snapshots, protocol=SPECTRUM_PROTOCOL,
+                labels=[pressure] * snapshots.numsteps, options=ONE_PROCESS)
+            builder.max_concurrent = orm.Int(MAX_CONCURRENT)
+            builder.clean_workdir = orm.Bool(True)
+            return builder
+
+        nodes.append(run_stage(f"{name}/md-spectra/{row['label']}", build, accept=(0, 410)))
+    return nodes
+
+
+# --- export -----------------------------------------------------------------------------------------
+
+
+def snapshot_parts(spectra_nodes) -> list:
+    """Per finished snapshot, in data-set order: its XesSpectraData (xesml.spectrum's output, from compute_spectra)."""
+    parts = []
+    for node in spectra_nodes:
+        outputs = node.outputs.snapshot_spectra
+        for key in sorted(outputs, key=lambda k: int(k.rsplit("_", 1)[1])):
+            parts.append(outputs[key])
+    return parts
+
+
+def snapshot_structure(part):
+    """The StructureData a per-snapshot XesSpectraData was computed from (compute_spectra's input)."""
+    return part.creator.inputs.structure
+
+
+def dataset_arrays(parts):
+    """The rows of all snapshots stacked, snapshot index = position in ``parts`` (what merge_spectra would give)."""
+    energy = parts[0].energy_ev
+    for part in parts[1:]:
+        if not np.array_equal(part.energy_ev, energy):
+            raise ValueError("the snapshots' spectra are on different energy grids")
+    return {
+        "energy_ev": energy,
+        "intensity": np.concatenate([part.intensity for part in parts]),
+        "site_index": np.concatenate([part.site_index for part in parts]),
+        "reference_ev": np.concatenate([part.reference_ev for part in parts]),
+        "label": np.concatenate([part.row_labels for part in parts]),
+        "snapshot_index": np.concatenate([np.full(part.n_spectra, index) for index, part in enumerate(parts)]),
+    }
+
+
+def write_npz(path: Path, parts) -> dict:
+    """The data set as plain arrays (see aiida_xesml.ml.reference_data); returns the counts."""
+    from aiida_xesml.ml.structures import coordination_numbers
+
+    rows = dataset_arrays(parts)
+    structures = [snapshot_structure(part) for part in parts]
+    frames = [structure.get_ase() for structure in structures]
+    snapshot_index, site_index = rows["snapshot_index"], rows["site_index"]
+    cn = np.empty(len(site_index), dtype=int)
+    for index, atoms in enumerate(frames):
+        mine = np.flatnonzero(snapshot_index == index)
+        ge = np.flatnonzero(atoms.numbers == 32)
+        per_ge = dict(zip(ge, coordination_numbers(atoms, CN_CUTOFF)))
+        cn[mine] = [per_ge[site] for site in site_index[mine]]
+    offsets = np.concatenate([[0], np.cumsum([len(atoms) for atoms in frames])])
+    snapshot_label = np.array([part.row_labels[0] for part in parts])
+    np.savez_compressed(
+        path, **rows, cn=cn, cells=np.stack([atoms.cell[:] for atoms in frames]), snapshot_label=snapshot_label,
+        atom_offsets=offsets, positions=np.concatenate([atoms.positions for atoms in frames]),
+        numbers=np.concatenate([atoms.numbers for atoms in frames]),
+        snapshot_uuid=np.array([structure.uuid for structure in structures]),
+    )
+    return counts(cn, rows["label"], snapshot_label)
+
+
+def counts(cn, labels, snapshot_label) -> dict:
+    def histogram(values):
+        unique, number = np.unique(values, return_counts=True)
+        return {str(int(value)): int(count) for value, count in zip(unique, number)}
+
+    return {
+        "n_snapshots": int(len(snapshot_label)),
+        "n_sites": int(len(cn)),
+        "sites_per_cn": histogram(cn),
+        "sites_per_label": {f"{label:g}": int(np.sum(labels == label)) for label in np.unique(labels)},
+        "snapshots_per_label": {f"{label:g}": int(np.sum(snapshot_label == label))
+                                for label in np.unique(snapshot_label)},
+        "cn_histogram_per_label": {f"{label:g}": histogram(cn[labels == label]) for label in np.unique(labels)},
+    }
+
+
+def costs(spectra_nodes, compression) -> dict:
+    """Wall times (s) measured from the profile: work chains, and QE's own wall time of their calculations."""
+    from aiida import orm
+
+    def qe_seconds(node):
+        total = 0.0
+        for child in node.called_descendants:
+            if isinstance(child, orm.CalcJobNode) and "output_parameters" in child.outputs:
+                total += child.outputs.output_parameters.get("wall_time_seconds") or 0.0
+        return total
+
+    spectra_wall = sum((node.mtime - node.ctime).total_seconds() for node in spectra_nodes)
+    n_snapshots = sum(len(node.outputs.snapshot_spectra) for node in spectra_nodes)
+    n_sites = sum(node.outputs.spectra.n_spectra for node in spectra_nodes)
+    return {
+        "spectra_wall_s": round(spectra_wall, 1),
+        "spectra_qe_wall_s": round(sum(qe_seconds(node) for node in spectra_nodes), 1),
+        "spectra_wall_per_snapshot_s": round(spectra_wall / max(n_snapshots, 1), 1),
+        "site_spectra_per_hour": round(3600.0 * n_sites / max(spectra_wall, 1e-9)),
+        "compression_wall_s": round((compression.mtime - compression.ctime).total_seconds(), 1) if compression else None,
+        "compression_qe_wall_s": round(qe_seconds(compression), 1) if compression else None,
+        "note": "2-core machine shared with other jobs (load average 10-18); spectra: 2 snapshots at a time x 1 MPI "
+                "process, compression: 2 MPI processes",
+    }
+
+
+def code_version() -> str:
+    """The commit of the code the daemon ran (the COMMIT file of a frozen copy), else the package's path."""
+    import aiida_xesml
+
+    frozen = Path(aiida_xesml.__file__).resolve().parents[1] / "COMMIT"
+    return frozen.read_text().strip() if frozen.is_file() else str(Path(aiida_xesml.__file__).parent)
+
+
+def labels_of(config: dict) -> dict:
+    """What each label of a data set means (the manifest's ``labels``)."""
+    labels = {}
+    if "crystals" in config:
+        labels[f"{LABEL_QUARTZ:g}"] = "α-quartz-type 3x2x1 (54 atoms), rattled and strained"
+        labels[f"{LABEL_RUTILE:g}"] = "rutile-type 2x2x2 (48 atoms), rattled and strained"
+    for pressure in config.get("compression", {}).get("pressures", []):
+        labels[f"{pressure:g}"] = (f"MD snapshot of 2x2x1 α-quartz-type (36 atoms) compressed at {pressure:g} GPa (PBE), "
+                                   f"{COMPRESSION_OVERRIDES['temperature_k']:g} K")
+    return labels
+
+
+def export_stage(name: str, config: dict, spectra_nodes, compression):
+    """Export the archive (provenance), write the .npz and the manifest entry.
+
+    The archive holds each snapshot's XesSpectraData once, in the group ``xesml-reference/<name>``
+    (extra ``xesml_reference_snapshot``: its index in the data set), with its data provenance:
+    compute_spectra, projwfc.x, pw.x, the structure and, for MD snapshots, the compression's
+    calculations back to the starting cell. The work chains' bookkeeping (and their merged copies of
+    the same spectra) is left out, to keep the archive small.
+    """
+    from aiida import orm
+    from aiida.tools.archive import create_archive
+
+    from aiida_xesml.ml.reference_data import reference_path, sha256
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    parts = snapshot_parts(spectra_nodes)
+    archive, npz = reference_path(name, ".aiida", DATA_DIR), reference_path(name, ".npz", DATA_DIR)
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"format": 1, "datasets": {}}
+    entry = manifest["datasets"].get(name, {})
+    if entry.get("spectra_uuids") == [part.uuid for part in parts] and archive.is_file() and npz.is_file() \
+            and entry.get("archive_sha256") == sha256(archive) and entry.get("npz_sha256") == sha256(npz):
+        print(f"stage {name}/export: done ({archive.name}, {npz.name})")
+        return entry
+
+    group, _ = orm.Group.collection.get_or_create(f"xesml-reference/{name}")
+    group.add_nodes(parts)
+    for index, part in enumerate(parts):
+        part.base.extras.set("xesml_reference_snapshot", index)
+    archive.unlink(missing_ok=True)
+    create_archive([group], filename=archive, include_authinfos=False, call_calc_backward=False,
+                   call_work_backward=False)
+    data_counts = write_npz(npz, parts)
+    structures = [snapshot_structure(part) for part in parts]
+    entry = {
+        "description": config["description"],
+        "archive": archive.name, "archive_sha256": sha256(archive), "archive_bytes": archive.stat().st_size,
+        "npz": npz.name, "npz_sha256": sha256(npz), "npz_bytes": npz.stat().st_size,
+        "group": group.label,
+        "spectra_uuids": [part.uuid for part in parts],
+        "snapshot_uuids": [structure.uuid for structure in structures],
+        "n_atoms_per_snapshot": sorted({len(structure.sites) for structure in structures}),
+        **data_counts,
+        "labels": labels_of(config),
+        "settings": {"spectrum_protocol": SPECTRUM_PROTOCOL, "spectrum_parameters": parts[0].parameters,
+                     "crystals": config.get("crystals"), "compression": config.get("compression"),
+                     "compression_overrides": COMPRESSION_OVERRIDES if compression is not None else None,
+                     "cn_cutoff_A": CN_CUTOFF},
+        "compression_summary": compression.outputs.summary_table.get_dict() if compression is not None else None,
+        "costs": costs(spectra_nodes, compression),
+        "code": code_version(),
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    manifest["datasets"][name] = entry
+    MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"stage {name}/export: {archive} ({entry['archive_bytes'] / 1e6:.2f} MB), {npz} "
+          f"({entry['npz_bytes'] / 1e6:.2f} MB), {entry['n_sites']} sites, CN {entry['sites_per_cn']}")
+    return entry
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def load_codes():
+    from aiida import orm
+
+    return {"pw": orm.load_code("pw-qe@localhost"), "projwfc": orm.load_code("projwfc-qe@localhost")}
+
+
+def run(names):
+    codes = load_codes()
+    for name in names:
+        config = DATASETS[name]
+        print(f"== {name}: {config['description']}", flush=True)
+        crystals = [crystal_stage(name, config, codes)] if "crystals" in config else []
+        compression = compression_stage(name, config, codes) if "compression" in config else None
+        md = md_spectra_stages(name, compression, codes) if compression is not None else []
+        export_stage(name, config, [*crystals, *md], compression)
+
+
+def status(names):
+    from aiida import orm
+
+    for name in names:
+        query = orm.QueryBuilder().append(orm.Node, filters={f"extras.{STAGE_EXTRA}": {"like": f"{name}/%"}},
+                                          project=["id", f"extras.{STAGE_EXTRA}", "attributes.exit_status",
+                                                   "attributes.process_state"])
+        for pk, key, exit_status, state in sorted(query.all(), key=lambda row: row[0]):
+            print(f"{key:45s} <{pk}> {state or 'data'} {'' if exit_status is None else exit_status}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("run", "status"))
+    parser.add_argument("--dataset", choices=sorted(DATASETS), action="append",
+                        help="only this data set (repeatable); default: all, in order")
+    args = parser.parse_args(argv)
+    from aiida import load_profile
+
+    load_profile()
+    names = args.dataset or list(DATASETS)
+    {"run": run, "status": status}[args.command](names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

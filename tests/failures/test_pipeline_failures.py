@@ -1,0 +1,89 @@
+"""xesml.pipeline's 4xx exit codes, each from a real failure of a child (wrapper codes, see wrappers.py).
+
+One pressure (10 GPa), the 6-atom rutile cell, the ``fast`` protocol, one MPI process. The compression
+is the same in every test but 401's, so after the first run its pw.x calculations come from AiiDA's
+cache; what fails is always run for real. Every exit keeps what was computed before it in the
+outputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from aiida import orm
+from aiida.engine import run_get_node
+from failures.helpers import ONE_PROCESS, called, rattled_rutile
+
+from aiida_xesml.workflows.pipeline import PipelineWorkChain
+from aiida_xesml.workflows.spectra import SpectraWorkChain
+
+pytestmark = [pytest.mark.faults, pytest.mark.qe]
+CODES = PipelineWorkChain.exit_codes
+STRUCTURE_SEED = 31
+PRESSURE_GPA = 10.0  # as test_compression.py
+
+
+@pytest.fixture
+def pipeline_builder(qe_codes, pseudo_family):
+    def factory(pw=None, projwfc=None, **overrides):
+        # The vc-relax without the Pulay-stress repetition (tested in test_compression.py), and 5 snapshots:
+        # with one failed, 4 remain, enough for the fast analysis (1 held out, 3-fold CV on 3).
+        overrides.setdefault("compression", {"vc_relax": {"meta_convergence": False}, "nstep_production": 8})
+        return PipelineWorkChain.get_builder_from_protocol(
+            pw or qe_codes["pw"], projwfc or qe_codes["projwfc"], rattled_rutile(STRUCTURE_SEED), [PRESSURE_GPA],
+            protocol="fast", overrides=overrides, options=ONE_PROCESS)
+
+    return factory
+
+
+def test_compression_failing_is_401(pipeline_builder, wrapper):
+    pw = wrapper("pw", "exit")
+    _, node = run_get_node(pipeline_builder(pw=pw.code))
+    assert node.exit_status == CODES.ERROR_COMPRESSION_FAILED.status, node.exit_message
+    compression = called(node, "compression")
+    assert compression.is_failed and 400 <= compression.exit_status < 500
+    assert node.exit_message == (f"xesml.compression failed (exit {compression.exit_status}: "
+                                 f"{compression.exit_message}); its finished pressures are in its outputs.")
+    assert [child.process_label for child in node.called] == ["CompressionWorkChain"], "nothing ran after it"
+
+
+def test_analysis_failing_is_403_with_the_spectra_kept(pipeline_builder):
+    """Real compression and spectra; the analysis refuses (min_samples_per_label above the rows there are)."""
+    _, node = run_get_node(pipeline_builder(analysis={"min_samples_per_label": 1000}))
+    assert node.exit_status == CODES.ERROR_ANALYSIS_FAILED.status, node.exit_message
+    analysis = called(node, "analysis")
+    assert analysis.is_failed
+    assert node.exit_message == f"xesml.analysis failed (exit {analysis.exit_status}: {analysis.exit_message})."
+    assert "fewer than 1000 samples" in analysis.exit_message
+    assert called(node, "spectra").is_finished_ok
+    assert node.outputs.spectra.n_spectra == 10  # 5 snapshots of 2 Ge sites: computed, and kept
+    assert "summary_table" in node.outputs.compression
+
+
+def test_no_spectra_is_402_with_the_compression_kept(pipeline_builder, wrapper):
+    projwfc = wrapper("projwfc", "exit")
+    _, node = run_get_node(pipeline_builder(projwfc=projwfc.code))
+    assert node.exit_status == CODES.ERROR_SPECTRA_FAILED.status, node.exit_message
+    spectra = called(node, "spectra")
+    assert spectra.exit_status == SpectraWorkChain.exit_codes.ERROR_ALL_SNAPSHOTS_FAILED.status
+    assert node.exit_message == f"xesml.spectra produced no spectra (exit 411: {spectra.exit_message})."
+    assert called(node, "compression").is_finished_ok
+    assert "summary_table" in node.outputs.compression
+    assert "spectra" not in node.outputs
+    assert not [child for child in node.called if child.process_label == "AnalysisWorkChain"]
+
+
+def test_some_snapshots_failing_is_410_and_the_analysis_uses_the_others(pipeline_builder, wrapper):
+    """The first projwfc.x run's stdout is truncated (seed 3): that snapshot fails, the other four are analysed."""
+    projwfc = wrapper("projwfc", "damage", damage="truncate", target="aiida.out", seed=3, first_only=True)
+    results, node = run_get_node(pipeline_builder(projwfc=projwfc.code))
+    assert "truncated aiida.out" in projwfc.log, projwfc.log
+    assert node.exit_status == CODES.ERROR_SOME_SNAPSHOTS_FAILED.status, node.exit_message
+    spectra = called(node, "spectra")
+    assert spectra.exit_status == SpectraWorkChain.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.status
+    assert node.exit_message == (f"The pipeline finished, but {spectra.exit_message} The analysis used the other "
+                                 "snapshots.")
+    assert "1 of 5 snapshots failed" in spectra.exit_message
+    analysis = called(node, "analysis")
+    assert analysis.is_finished_ok
+    assert results["spectra"].n_spectra == 8 and results["analysis"]["dataset"].n_rows == 8
+    assert isinstance(results["analysis"]["reconstruction"], orm.ArrayData)
