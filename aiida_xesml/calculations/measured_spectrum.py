@@ -14,6 +14,20 @@ from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.measured import DEFAULT_GRID, grid_from, shift_and_interpolate
 
 
+def xy_arrays(spectrum: orm.XyData) -> tuple[np.ndarray, np.ndarray]:
+    """(energy eV, intensity) of a measured spectrum stored as XyData (x and the first y array).
+
+    :raises ValueError: naming the input ``spectrum`` when either array is missing.
+    """
+    try:
+        _, energy, _ = spectrum.get_x()
+        intensity = spectrum.get_y()[0][1]
+    except (AttributeError, KeyError, IndexError, NotExistent) as exc:
+        raise ValueError(f"input `spectrum` (XyData pk {spectrum.pk}) has no x (energy, eV) and y (intensity) "
+                         f"arrays: {exc}; set them with set_x and set_y") from None
+    return energy, intensity
+
+
 @calcfunction
 def measured_spectrum(spectrum: orm.XyData, reference_ev: orm.Float, grid: orm.List | None = None,
                       label: orm.Float | None = None):
@@ -24,12 +38,7 @@ def measured_spectrum(spectrum: orm.XyData, reference_ev: orm.Float, grid: orm.L
     [-30, 5, 0.05]); intensity is zero outside the measured range. ``label`` (e.g. GPa) is NaN
     when not given. The output's ``parameters`` name the source file and its SHA-256.
     """
-    try:
-        _, energy, _ = spectrum.get_x()
-        intensity = spectrum.get_y()[0][1]
-    except (AttributeError, KeyError, IndexError, NotExistent) as exc:
-        raise ValueError(f"input `spectrum` (XyData pk {spectrum.pk}) has no x (energy, eV) and y (intensity) "
-                         f"arrays: {exc}; set them with set_x and set_y") from None
+    energy, intensity = xy_arrays(spectrum)
     grid_values = list(grid.get_list()) if grid is not None else list(DEFAULT_GRID)
     energies = grid_from(grid_values)
     on_grid = shift_and_interpolate(energy, intensity, reference_ev.value, energies)

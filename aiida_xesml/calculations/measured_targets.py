@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 from aiida import orm
-from aiida.common.exceptions import NotExistent
 from aiida.engine import calcfunction
 
 from aiida_xesml.calculations.checks import require_type
 from aiida_xesml.calculations.compute_moments import moment_windows
+from aiida_xesml.calculations.measured_spectrum import xy_arrays
 from aiida_xesml.data.spectra import XesSpectraData
 from aiida_xesml.ml.measured import measured_targets as core_measured_targets
 from aiida_xesml.ml.validation import check_known_keys
@@ -41,12 +41,7 @@ def measured_targets(spectrum: orm.XyData, calculated: orm.ArrayData, parameters
     """
     require_type(calculated, XesSpectraData, "calculated", "xesml.spectra (the spectra the emulator learned from)")
     check_known_keys(parameters.get_dict(), MEASURED_KEYS, "measured-target parameters")
-    try:
-        _, energy, _ = spectrum.get_x()
-        intensity = spectrum.get_y()[0][1]
-    except (AttributeError, KeyError, IndexError, NotExistent) as exc:
-        raise ValueError(f"input `spectrum` (XyData pk {spectrum.pk}) has no x (energy, eV) and y (intensity) "
-                         f"arrays: {exc}; set them with set_x and set_y") from None
+    energy, intensity = xy_arrays(spectrum)
     windows = moment_windows(parameters)
     result = core_measured_targets(energy, intensity, calculated.energy_ev, calculated.intensity.mean(axis=0),
                                    windows=windows, noise=parameters.get_dict().get("noise"))
