@@ -34,7 +34,9 @@ def calculations_behind(node: orm.Node, plugin: str | None = None, process_class
 def datasets_by_label(minimum: float | None = None, maximum: float | None = None) -> list[orm.Node]:
     """``xesml.dataset`` nodes that hold at least one label (e.g. pressure in GPa) in [minimum, maximum].
 
-    ``None`` leaves that side open. Newest first.
+    ``None`` leaves that side open. Newest first. The database selects the nodes whose label span
+    overlaps the range; of those, the ones with a label inside it are kept (labels 0 and 30 span 5–25
+    but hold none of it).
     """
     filters = {}
     if minimum is not None:
@@ -43,7 +45,10 @@ def datasets_by_label(minimum: float | None = None, maximum: float | None = None
         filters["attributes.label_min"] = {"<=": float(maximum)}
     builder = orm.QueryBuilder().append(DataFactory("xesml.dataset"), filters=filters, tag="dataset")
     builder.order_by({"dataset": {"ctime": "desc"}})
-    return builder.all(flat=True)
+    low = -np.inf if minimum is None else float(minimum)
+    high = np.inf if maximum is None else float(maximum)
+    return [node for node in builder.all(flat=True)
+            if any(low <= label <= high for label in node.base.attributes.get("labels", []))]
 
 
 def emulators_by_metric(threshold: float, target: str | None = None, metric: str = "pearson_r") -> list[orm.Node]:
