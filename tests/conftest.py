@@ -65,6 +65,32 @@ def aiida_profile(aiida_config, aiida_profile_factory):
         yield profile
 
 
+#: Seconds between the in-process runner's checks of whether a child process has terminated. Its first signal
+#: is the broker's broadcast; the poll is the backup. AiiDA polls with 0 s in a test profile (``Manager.
+#: create_runner``): a busy loop of database queries that took a whole core from the 2-MPI-process QE runs
+#: while ``run_get_node`` waited (a 6-atom compression: 541 s instead of 247 s on 2 cores).
+RUNNER_POLL_SECONDS = 1.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runner_polls_like_a_user_profile(aiida_profile):
+    """Make every runner of the session (in-process and the test daemon's) poll every ``RUNNER_POLL_SECONDS``."""
+    from aiida.manage import get_manager
+    from aiida.manage.manager import Manager
+
+    original = Manager.create_runner
+
+    def create_runner(self, with_persistence: bool = True, **kwargs):
+        kwargs.setdefault("poll_interval", RUNNER_POLL_SECONDS)
+        return original(self, with_persistence, **kwargs)
+
+    Manager.create_runner = create_runner
+    manager = get_manager()
+    manager.set_runner(manager.create_runner())  # replaces (and closes) a runner made before this fixture
+    yield
+    Manager.create_runner = original
+
+
 @pytest.fixture(autouse=True)
 def reports_stored_in_the_database(aiida_profile):
     """Keep AiiDA's database log handler: process reports must become Log nodes in every test.
@@ -121,6 +147,48 @@ def md_builder(qe_codes, pseudo_family, rutile_structure):
                                                      overrides=overrides)
 
     return factory
+
+
+#: Target pressures (GPa) of the one small pipeline run that the session shares (``fast_pipeline``).
+FAST_PIPELINE_PRESSURES = (0.0, 30.0)
+
+
+@pytest.fixture(scope="session")
+def fast_pipeline_builder(qe_codes, pseudo_family):
+    """Factory of the session's one small xesml.pipeline: the ``fast`` protocol on the rattled 6-atom rutile
+    cell at 0 and 30 GPa (3 snapshots of 2 Ge sites per pressure).
+
+    ``factory(pw=None, projwfc=None, **overrides)``: the same builder with other codes (the failure tests'
+    wrappers) or protocol overrides. Every builder it makes has the same QE inputs, so with the session's
+    cache the pw.x and projwfc.x runs of the real codes are done once, whichever test asks first.
+    """
+    from aiida import orm
+
+    from aiida_xesml.ml.structures import rutile_geo2
+    from aiida_xesml.workflows.pipeline import PipelineWorkChain
+
+    def factory(pw=None, projwfc=None, **overrides):
+        atoms = rutile_geo2()
+        atoms.rattle(0.03, seed=1)  # as ``rutile_structure``
+        return PipelineWorkChain.get_builder_from_protocol(
+            pw or qe_codes["pw"], projwfc or qe_codes["projwfc"], orm.StructureData(ase=atoms),
+            list(FAST_PIPELINE_PRESSURES), protocol="fast", overrides=overrides)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def fast_pipeline(fast_pipeline_builder):
+    """The session's one small pipeline run (``fast_pipeline_builder()``), finished: its node.
+
+    The pipeline test reads all of it; the compression test reads its ``compression`` child, which is
+    what a separate xesml.compression with the same inputs would be (the same builder, exposed).
+    """
+    from aiida.engine import run_get_node
+
+    _, node = run_get_node(fast_pipeline_builder())
+    assert node.is_finished_ok, node.exit_message
+    return node
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,8 @@ AMU_A2_PER_FS2_IN_EV = 103.642696  # 1 amu Å²/fs² in eV
 
 _TEMPERATURE_RE = re.compile(r"^\s*temperature\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
 # vc-md (vcsmd) prints "Ekin = ... Ry    T =  292.7 K  Etot = ..." instead.
+# "Entering Dynamics:    iteration =     1" and, on the next line, "time      =   0.0020 pico-seconds".
+_TIME_RE = re.compile(r"Entering Dynamics:\s*iteration\s*=\s*(\d+)\s*\n\s*time\s*=\s*([-+0-9.EeDd]+)\s*pico-seconds")
 _VC_TEMPERATURE_RE = re.compile(r"^\s*Ekin\s*=\s*\S+\s*Ry\s+T\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
 
 
@@ -95,6 +97,19 @@ def parse_md_temperatures(text: str) -> np.ndarray:
     """
     matches = _TEMPERATURE_RE.findall(text) or _VC_TEMPERATURE_RE.findall(text)
     return np.asarray([float(match.replace("D", "E").replace("d", "e")) for match in matches], dtype=float)
+
+
+def parse_md_times(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """pw.x's own MD clock: the iteration numbers and times (fs) of its ``Entering Dynamics`` blocks.
+
+    pw.x prints ``iteration = i`` and ``time = t pico-seconds`` (4 decimals, so 0.1 fs) while moving
+    the ions from frame i - 1 to frame i: t is the time of frame i of the run (frame 0 is the input
+    geometry). A native restart continues both counters. vc-md (vcsmd) prints no such blocks.
+    """
+    matches = _TIME_RE.findall(text)
+    iterations = np.asarray([int(i) for i, _ in matches], dtype=int)
+    times_fs = np.asarray([float(t.replace("D", "E").replace("d", "e")) * 1000.0 for _, t in matches], dtype=float)
+    return iterations, times_fs
 
 
 def stitch_segments(segments: list[dict], n_kept: list[int]) -> dict[str, np.ndarray]:

@@ -1,8 +1,9 @@
 """xesml.pipeline's 4xx exit codes, each from a real failure of a child (wrapper codes, see wrappers.py).
 
-One pressure (10 GPa), the 6-atom rutile cell, the ``fast`` protocol, one MPI process. The compression
-is the same in every test but 401's, so after the first run its pw.x calculations come from AiiDA's
-cache; what fails is always run for real. Every exit keeps what was computed before it in the
+Each test runs the session's shared small pipeline (``fast_pipeline_builder`` in tests/conftest.py: the
+6-atom rutile cell at 0 and 30 GPa, ``fast`` protocol) with one wrapper code or one override. Its
+steps with the real codes are the shared run's, so they come from AiiDA's cache once any test has
+run them; what fails is always run for real. Every exit keeps what was computed before it in the
 outputs.
 """
 
@@ -11,28 +12,19 @@ from __future__ import annotations
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
-from failures.helpers import ONE_PROCESS, called, rattled_rutile
+from failures.helpers import called
 
 from aiida_xesml.workflows.pipeline import PipelineWorkChain
 from aiida_xesml.workflows.spectra import SpectraWorkChain
 
 pytestmark = [pytest.mark.faults, pytest.mark.qe]
 CODES = PipelineWorkChain.exit_codes
-STRUCTURE_SEED = 31
-PRESSURE_GPA = 10.0  # as test_compression.py
+N_SNAPSHOTS = 6  # 3 per pressure, 2 Ge sites each
 
 
 @pytest.fixture
-def pipeline_builder(qe_codes, pseudo_family):
-    def factory(pw=None, projwfc=None, **overrides):
-        # The vc-relax without the Pulay-stress repetition (tested in test_compression.py), and 5 snapshots:
-        # with one failed, 4 remain, enough for the fast analysis (1 held out, 3-fold CV on 3).
-        overrides.setdefault("compression", {"vc_relax": {"meta_convergence": False}, "nstep_production": 8})
-        return PipelineWorkChain.get_builder_from_protocol(
-            pw or qe_codes["pw"], projwfc or qe_codes["projwfc"], rattled_rutile(STRUCTURE_SEED), [PRESSURE_GPA],
-            protocol="fast", overrides=overrides, options=ONE_PROCESS)
-
-    return factory
+def pipeline_builder(fast_pipeline_builder):
+    return fast_pipeline_builder
 
 
 def test_compression_failing_is_401(pipeline_builder, wrapper):
@@ -55,7 +47,7 @@ def test_analysis_failing_is_403_with_the_spectra_kept(pipeline_builder):
     assert node.exit_message == f"xesml.analysis failed (exit {analysis.exit_status}: {analysis.exit_message})."
     assert "fewer than 1000 samples" in analysis.exit_message
     assert called(node, "spectra").is_finished_ok
-    assert node.outputs.spectra.n_spectra == 10  # 5 snapshots of 2 Ge sites: computed, and kept
+    assert node.outputs.spectra.n_spectra == 2 * N_SNAPSHOTS  # computed, and kept
     assert "summary_table" in node.outputs.compression
 
 
@@ -73,7 +65,7 @@ def test_no_spectra_is_402_with_the_compression_kept(pipeline_builder, wrapper):
 
 
 def test_some_snapshots_failing_is_410_and_the_analysis_uses_the_others(pipeline_builder, wrapper):
-    """The first projwfc.x run's stdout is truncated (seed 3): that snapshot fails, the other four are analysed."""
+    """The first projwfc.x run's stdout is truncated (seed 3): that snapshot fails, the other five are analysed."""
     projwfc = wrapper("projwfc", "damage", damage="truncate", target="aiida.out", seed=3, first_only=True)
     results, node = run_get_node(pipeline_builder(projwfc=projwfc.code))
     assert "truncated aiida.out" in projwfc.log, projwfc.log
@@ -82,8 +74,9 @@ def test_some_snapshots_failing_is_410_and_the_analysis_uses_the_others(pipeline
     assert spectra.exit_status == SpectraWorkChain.exit_codes.ERROR_SOME_SNAPSHOTS_FAILED.status
     assert node.exit_message == (f"The pipeline finished, but {spectra.exit_message} The analysis used the other "
                                  "snapshots.")
-    assert "1 of 5 snapshots failed" in spectra.exit_message
+    assert f"1 of {N_SNAPSHOTS} snapshots failed" in spectra.exit_message
     analysis = called(node, "analysis")
     assert analysis.is_finished_ok
-    assert results["spectra"].n_spectra == 8 and results["analysis"]["dataset"].n_rows == 8
+    n_rows = 2 * (N_SNAPSHOTS - 1)
+    assert results["spectra"].n_spectra == n_rows and results["analysis"]["dataset"].n_rows == n_rows
     assert isinstance(results["analysis"]["reconstruction"], orm.ArrayData)

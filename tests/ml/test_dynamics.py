@@ -51,6 +51,25 @@ def test_parse_md_temperatures():
     np.testing.assert_allclose(dynamics.parse_md_temperatures(text), [600.0, 651.85974529])
 
 
+def test_parse_md_times_reads_pw_x_clock_in_fs():
+    # as QE 6.7 prints it (2 fs steps); the second block after a native restart continues the count
+    text = """
+     Time step             =    41.34 a.u.,  2.0000 femto-seconds
+
+     Entering Dynamics:    iteration =     1
+                           time      =   0.0020 pico-seconds
+
+
+     temperature           =         300.00000000 K
+     Entering Dynamics:    iteration =    12
+                           time      =   0.0240 pico-seconds
+"""
+    iterations, times = dynamics.parse_md_times(text)
+    np.testing.assert_array_equal(iterations, [1, 12])
+    np.testing.assert_allclose(times, [2.0, 24.0])
+    assert dynamics.parse_md_times("no dynamics here")[0].size == 0
+
+
 def test_stitch_keeps_the_requested_frames_without_duplicates():
     a = {"positions": np.arange(4)[:, None], "energy": np.arange(4) * 1.0}
     b = {"positions": np.arange(3, 7)[:, None], "energy": np.arange(3, 7) * 1.0}

@@ -1,9 +1,13 @@
-"""xesml.compression with real pw.x on a 6-atom cell (fast protocol), and its input checks."""
+"""xesml.compression with real pw.x on a 6-atom cell (fast protocol), and its input checks.
+
+The two-pressure run is the compression inside the session's shared ``fast_pipeline`` (tests/conftest.py).
+"""
 
 import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from failures.helpers import called
 
 from aiida_xesml.workflows.compression import CompressionWorkChain, pressure_label
 
@@ -28,10 +32,12 @@ def test_pressure_labels():
     assert [pressure_label(p) for p in (0, 20.0, 12.5)] == ["p_0", "p_20", "p_12_5"]
 
 
-def test_compression_over_two_pressures(compression_builder):
-    results, node = run_get_node(compression_builder([0.0, 30.0]))
-    assert node.is_finished_ok, node.exit_message
-    low = results["p_0"]
+def test_compression_over_two_pressures(fast_pipeline):
+    """The compression of the session's shared pipeline run (0 and 30 GPa, tests/conftest.py)."""
+    node = called(fast_pipeline, "compression")
+    assert node.process_label == "CompressionWorkChain" and node.is_finished_ok, node.exit_message
+    results = node.outputs
+    low = results.p_0
     # runs in order: the second variable-cell step starts from the first pressure's final MD frame
     relaxations = sorted((c for c in node.called if c.process_label == "PwRelaxWorkChain"), key=lambda c: c.ctime)
     mds = sorted((c for c in node.called if c.process_label == "MdWorkChain"), key=lambda c: c.ctime)
@@ -39,21 +45,21 @@ def test_compression_over_two_pressures(compression_builder):
     assert relaxations[1].inputs.structure.uuid == mds[0].outputs.structure.uuid
     assert relaxations[0].ctime < mds[0].ctime < relaxations[1].ctime < mds[1].ctime
     # the volume drops as the pressure rises
-    volume = {label: results[label]["summary"]["volume_mean_a3"] for label in ("p_0", "p_30")}
+    volume = {label: results[label].summary["volume_mean_a3"] for label in ("p_0", "p_30")}
     assert volume["p_30"] < volume["p_0"]
     # the variable-cell step reaches its target within the stated tolerance
     for label, target in (("p_0", 0.0), ("p_30", 30.0)):
-        summary = results[label]["summary"].get_dict()
+        summary = results[label].summary.get_dict()
         assert abs(summary["variable_cell_pressure_gpa"] - target) < PRESSURE_TOLERANCE_GPA, summary
         assert summary["target_pressure_gpa"] == target
         assert summary["n_snapshots"] == 3  # production frames 2..6, every 2nd
         assert summary["n_sites"] == 3 * 2  # 2 Ge per snapshot
-    snapshots = low["snapshots"]
+    snapshots = low.snapshots
     np.testing.assert_array_equal(snapshots.get_array("frame_indices"), [2, 4, 6])
     np.testing.assert_allclose(snapshots.get_array("positions"),
                                mds[0].outputs.trajectory.get_array("positions")[[2, 4, 6]])
-    assert low["trajectory"].numsteps == 5
-    table = results["summary_table"].get_dict()
+    assert low.trajectory.numsteps == 5
+    table = results.summary_table.get_dict()
     assert [row["label"] for row in table["rows"]] == ["p_0", "p_30"]
 
 
