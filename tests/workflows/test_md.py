@@ -63,7 +63,12 @@ def test_two_segments_give_one_continuous_trajectory(md_builder):
 
 
 def _fail_first_segments(monkeypatch, n_failures, status=400):
-    """Make the first ``n_failures`` segments look as if pw.x had hit its walltime after its frames."""
+    """Make the first ``n_failures`` segments look as if pw.x had failed after its frames.
+
+    A fake, kept on purpose for the continuation tests below: they need a failure after a known number of
+    good frames, which no real walltime or kill pins down. Real failures of pw.x during MD are tested in
+    tests/faults (SIGKILL after 4 steps) and in ``test_second_failure_of_the_same_kind_exits`` (walltime).
+    """
     original = MdWorkChain._inspect_calculation
     calls = {"count": 0}
 
@@ -106,11 +111,22 @@ def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch
         assert mixing[1] == mixing[0]
 
 
-def test_second_failure_of_the_same_kind_exits(md_builder, monkeypatch):
-    _fail_first_segments(monkeypatch, 10)
-    _, node = run_get_node(md_builder(nstep=6, nstep_per_segment=3))
-    assert node.exit_status == MdWorkChain.exit_codes.ERROR_SEGMENT_FAILED_TWICE.status
-    assert "nstep_per_segment" in node.exit_message
+def test_second_failure_of_the_same_kind_exits(qe_codes, pseudo_family, rutile_structure, tmp_path):
+    """pw.x really runs out of walltime in every segment (a wrapper code sets ``max_seconds`` to 0.1 s,
+    tests/failures/wrappers.py): the first failure is retried, the second of the same kind ends the MD."""
+    from failures.wrappers import make_wrapper
+
+    pw = make_wrapper(qe_codes["pw"], tmp_path / "pw-walltime", "walltime")
+    builder = MdWorkChain.get_builder_from_protocol(pw.code, rutile_structure, protocol="fast",
+                                                    overrides={"nstep": 6, "nstep_per_segment": 3})
+    _, node = run_get_node(builder)
+    assert node.exit_status == MdWorkChain.exit_codes.ERROR_SEGMENT_FAILED_TWICE.status, node.exit_message
+    runs = [c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)]
+    out_of_walltime = runs[0].process_class.exit_codes.ERROR_OUT_OF_WALLTIME.status
+    assert len(runs) == 2 and {run.exit_status for run in runs} == {out_of_walltime}
+    assert all("Maximum CPU time exceeded" in run.outputs.retrieved.base.repository.get_object_content("aiida.out")
+               for run in runs)
+    assert f"exit status {out_of_walltime}" in node.exit_message and "nstep_per_segment" in node.exit_message
 
 
 @pytest.mark.parametrize(
