@@ -97,10 +97,10 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
                     help="The reconstruction of every row of `target_spectra`.")
         spec.exit_code(301, "ERROR_NO_SNAPSHOTS", message="Give either `snapshots` or `structures` (not both, not none).")
         spec.exit_code(302, "ERROR_MISMATCHED_ROWS", message="The spectra do not match the snapshots: {reason}")
-        spec.exit_code(303, "ERROR_TOO_FEW_SAMPLES", message="{reason}")
-        spec.exit_code(304, "ERROR_INVALID_ECA", message="{reason}")
+        spec.exit_code(303, "ERROR_TOO_FEW_SAMPLES", message="Too few samples to train and test on: {reason}")
+        spec.exit_code(304, "ERROR_INVALID_ECA", message="Unusable ECA settings: {reason}")
         spec.exit_code(305, "ERROR_EMULATOR_MISMATCH", message="The given emulator does not fit this data: {reason}")
-        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="{reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="Invalid parameters: {reason}")
         spec.exit_code(307, "ERROR_INVALID_SPECTRA", message="The spectra cannot be turned into moments: {reason}")
         spec.exit_code(401, "ERROR_STEP_FAILED", message="The {step} step failed: {reason}")
 

@@ -87,9 +87,9 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                          "mean CN, snapshots and Ge sites.")
         spec.exit_code(301, "ERROR_INVALID_PRESSURES", message="Bad `pressures`: {reason}")
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
-        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="{reason}")
-        spec.exit_code(304, "ERROR_INVALID_STEPS", message="{reason}")
-        spec.exit_code(305, "ERROR_INVALID_VARIABLE_CELL", message="{reason}")
+        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="Pseudopotentials incomplete: {reason}")
+        spec.exit_code(304, "ERROR_INVALID_STEPS", message="Invalid MD step counts: {reason}")
+        spec.exit_code(305, "ERROR_INVALID_VARIABLE_CELL", message="Invalid variable-cell step: {reason}")
         spec.exit_code(401, "ERROR_VARIABLE_CELL_FAILED",
                        message="The variable-cell step at {pressure} GPa failed (exit {status}); the pressures before "
                                "it are complete in the outputs.")

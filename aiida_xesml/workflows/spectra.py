@@ -43,7 +43,7 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         spec.output_namespace("snapshot_spectra", valid_type=orm.ArrayData, dynamic=True,
                               help="Per-snapshot XesSpectraData, keyed `snapshot_<i>`.")
         spec.exit_code(301, "ERROR_NO_SNAPSHOTS", message="Give either `snapshots` or `structures` (not both, not none).")
-        spec.exit_code(302, "ERROR_INVALID_LABELS", message="{reason}")
+        spec.exit_code(302, "ERROR_INVALID_LABELS", message="Invalid labels: {reason}")
         spec.exit_code(303, "ERROR_INVALID_SNAPSHOT", message="Snapshot {index}: {reason}")
         spec.exit_code(304, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(410, "ERROR_SOME_SNAPSHOTS_FAILED",

@@ -111,7 +111,7 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.output("spectra", valid_type=orm.ArrayData, help="XesSpectraData: one spectrum per emitting site.")
         spec.exit_code(301, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
-        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="{reason}")
+        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="Pseudopotentials incomplete: {reason}")
         spec.exit_code(304, "ERROR_MISSING_PP", message="alignment 'potential' needs pp.x: give the `pp.code` input.")
         spec.exit_code(305, "ERROR_SEMICORE_PSEUDO",
                        message="alignment 'semicore' needs a Ge pseudopotential with 3d in valence; {reason}")
