@@ -68,13 +68,16 @@ def aiida_profile(aiida_config, aiida_profile_factory):
 #: Seconds between the in-process runner's checks of whether a child process has terminated. Its first signal
 #: is the broker's broadcast; the poll is the backup. AiiDA polls with 0 s in a test profile (``Manager.
 #: create_runner``): a busy loop of database queries that took a whole core from the 2-MPI-process QE runs
-#: while ``run_get_node`` waited (a 6-atom compression: 541 s instead of 247 s on 2 cores).
+#: while ``run_get_node`` waited (a 6-atom compression: 617 s under pytest, 247 s in a user profile, on 2 cores).
 RUNNER_POLL_SECONDS = 1.0
 
 
 @pytest.fixture(scope="session", autouse=True)
 def runner_polls_like_a_user_profile(aiida_profile):
-    """Make every runner of the session (in-process and the test daemon's) poll every ``RUNNER_POLL_SECONDS``."""
+    """Make every runner this process creates poll every ``RUNNER_POLL_SECONDS``.
+
+    The test daemon's worker is another process and keeps AiiDA's 0 s; it serves two short tests.
+    """
     from aiida.manage import get_manager
     from aiida.manage.manager import Manager
 
