@@ -131,13 +131,9 @@ def pseudo_family(aiida_profile):
 @pytest.fixture
 def rutile_structure(aiida_profile):
     """A 6-atom rutile-type GeO2 cell, slightly rattled so that MD has something to do."""
-    from aiida import orm
+    from failures.helpers import rattled_rutile
 
-    from aiida_xesml.ml.structures import rutile_geo2
-
-    atoms = rutile_geo2()
-    atoms.rattle(0.03, seed=1)
-    return orm.StructureData(ase=atoms)
+    return rattled_rutile(1)
 
 
 @pytest.fixture
@@ -165,16 +161,13 @@ def fast_pipeline_builder(qe_codes, pseudo_family):
     wrappers) or protocol overrides. Every builder it makes has the same QE inputs, so with the session's
     cache the pw.x and projwfc.x runs of the real codes are done once, whichever test asks first.
     """
-    from aiida import orm
+    from failures.helpers import rattled_rutile
 
-    from aiida_xesml.ml.structures import rutile_geo2
     from aiida_xesml.workflows.pipeline import PipelineWorkChain
 
     def factory(pw=None, projwfc=None, **overrides):
-        atoms = rutile_geo2()
-        atoms.rattle(0.03, seed=1)  # as ``rutile_structure``
         return PipelineWorkChain.get_builder_from_protocol(
-            pw or qe_codes["pw"], projwfc or qe_codes["projwfc"], orm.StructureData(ase=atoms),
+            pw or qe_codes["pw"], projwfc or qe_codes["projwfc"], rattled_rutile(1),  # as ``rutile_structure``
             list(FAST_PIPELINE_PRESSURES), protocol="fast", overrides=overrides)
 
     return factory

@@ -28,6 +28,11 @@ _TIME_RE = re.compile(r"Entering Dynamics:\s*iteration\s*=\s*(\d+)\s*\n\s*time\s
 _VC_TEMPERATURE_RE = re.compile(r"^\s*Ekin\s*=\s*\S+\s*Ry\s+T\s*=\s*([-+0-9.EeDd]+)\s*K", re.MULTILINE)
 
 
+def _fortran_float(text: str) -> float:
+    """A number as pw.x prints it, Fortran's D exponent included (``1.5D-03``)."""
+    return float(text.replace("D", "E").replace("d", "e"))
+
+
 def fs_to_ry_time(timestep_fs: float) -> float:
     """Convert a time step from fs to pw.x's Rydberg atomic units (the ``dt`` input)."""
     return check_positive(timestep_fs, "timestep_fs") / RY_TIME_FS
@@ -96,7 +101,7 @@ def parse_md_temperatures(text: str) -> np.ndarray:
     pw.x prints the Verlet (central-difference) velocity of the current frame while moving past it.
     """
     matches = _TEMPERATURE_RE.findall(text) or _VC_TEMPERATURE_RE.findall(text)
-    return np.asarray([float(match.replace("D", "E").replace("d", "e")) for match in matches], dtype=float)
+    return np.asarray([_fortran_float(match) for match in matches], dtype=float)
 
 
 def parse_md_times(text: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +113,7 @@ def parse_md_times(text: str) -> tuple[np.ndarray, np.ndarray]:
     """
     matches = _TIME_RE.findall(text)
     iterations = np.asarray([int(i) for i, _ in matches], dtype=int)
-    times_fs = np.asarray([float(t.replace("D", "E").replace("d", "e")) * 1000.0 for _, t in matches], dtype=float)
+    times_fs = np.asarray([_fortran_float(t) * 1000.0 for _, t in matches], dtype=float)
     return iterations, times_fs
 
 

@@ -22,14 +22,9 @@ CODES = PipelineWorkChain.exit_codes
 N_SNAPSHOTS = 6  # 3 per pressure, 2 Ge sites each
 
 
-@pytest.fixture
-def pipeline_builder(fast_pipeline_builder):
-    return fast_pipeline_builder
-
-
-def test_compression_failing_is_401(pipeline_builder, wrapper):
+def test_compression_failing_is_401(fast_pipeline_builder, wrapper):
     pw = wrapper("pw", "exit")
-    _, node = run_get_node(pipeline_builder(pw=pw.code))
+    _, node = run_get_node(fast_pipeline_builder(pw=pw.code))
     assert node.exit_status == CODES.ERROR_COMPRESSION_FAILED.status, node.exit_message
     compression = called(node, "compression")
     assert compression.is_failed and 400 <= compression.exit_status < 500
@@ -38,9 +33,9 @@ def test_compression_failing_is_401(pipeline_builder, wrapper):
     assert [child.process_label for child in node.called] == ["CompressionWorkChain"], "nothing ran after it"
 
 
-def test_analysis_failing_is_403_with_the_spectra_kept(pipeline_builder):
+def test_analysis_failing_is_403_with_the_spectra_kept(fast_pipeline_builder):
     """Real compression and spectra; the analysis refuses (min_samples_per_label above the rows there are)."""
-    _, node = run_get_node(pipeline_builder(analysis={"min_samples_per_label": 1000}))
+    _, node = run_get_node(fast_pipeline_builder(analysis={"min_samples_per_label": 1000}))
     assert node.exit_status == CODES.ERROR_ANALYSIS_FAILED.status, node.exit_message
     analysis = called(node, "analysis")
     assert analysis.is_failed
@@ -51,9 +46,9 @@ def test_analysis_failing_is_403_with_the_spectra_kept(pipeline_builder):
     assert "summary_table" in node.outputs.compression
 
 
-def test_no_spectra_is_402_with_the_compression_kept(pipeline_builder, wrapper):
+def test_no_spectra_is_402_with_the_compression_kept(fast_pipeline_builder, wrapper):
     projwfc = wrapper("projwfc", "exit")
-    _, node = run_get_node(pipeline_builder(projwfc=projwfc.code))
+    _, node = run_get_node(fast_pipeline_builder(projwfc=projwfc.code))
     assert node.exit_status == CODES.ERROR_SPECTRA_FAILED.status, node.exit_message
     spectra = called(node, "spectra")
     assert spectra.exit_status == SpectraWorkChain.exit_codes.ERROR_ALL_SNAPSHOTS_FAILED.status
@@ -64,10 +59,10 @@ def test_no_spectra_is_402_with_the_compression_kept(pipeline_builder, wrapper):
     assert not [child for child in node.called if child.process_label == "AnalysisWorkChain"]
 
 
-def test_some_snapshots_failing_is_410_and_the_analysis_uses_the_others(pipeline_builder, wrapper):
+def test_some_snapshots_failing_is_410_and_the_analysis_uses_the_others(fast_pipeline_builder, wrapper):
     """The first projwfc.x run's stdout is truncated (seed 3): that snapshot fails, the other five are analysed."""
     projwfc = wrapper("projwfc", "damage", damage="truncate", target="aiida.out", seed=3, first_only=True)
-    results, node = run_get_node(pipeline_builder(projwfc=projwfc.code))
+    results, node = run_get_node(fast_pipeline_builder(projwfc=projwfc.code))
     assert "truncated aiida.out" in projwfc.log, projwfc.log
     assert node.exit_status == CODES.ERROR_SOME_SNAPSHOTS_FAILED.status, node.exit_message
     spectra = called(node, "spectra")

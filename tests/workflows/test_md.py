@@ -124,8 +124,7 @@ def test_second_failure_of_the_same_kind_exits(qe_codes, pseudo_family, rutile_s
     runs = [c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)]
     out_of_walltime = runs[0].process_class.exit_codes.ERROR_OUT_OF_WALLTIME.status
     assert len(runs) == 2 and {run.exit_status for run in runs} == {out_of_walltime}
-    assert all("Maximum CPU time exceeded" in run.outputs.retrieved.base.repository.get_object_content("aiida.out")
-               for run in runs)
+    assert all("Maximum CPU time exceeded" in text for text in _pw_outputs(node))
     assert f"exit status {out_of_walltime}" in node.exit_message and "nstep_per_segment" in node.exit_message
 
 
