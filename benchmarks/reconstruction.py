@@ -14,8 +14,12 @@ Run: ``.venv/bin/python benchmarks/reconstruction.py`` (real QE spectra of examp
 
 It prints one row per mixture, and checks issue 12's criteria: along the 4→6 and 4→5→6 series (on the mixtures
 the hold-out set can make) the reconstructed CN rises monotonically, every CN lies within 0.3 of the truth and
-every first shell within 0.03 Å. ``--holdout`` draws the mixtures from another data set, e.g. the demo's MD
-snapshots exported as an .npz, whose 5-fold sites the crystal data sets do not have.
+every first shell within 0.03 Å.
+
+By default the training sets are ``crystalline-rattled`` + ``compressed-md`` (4-, 5- and 6-fold sites) and the
+mixtures come from ``crystalline-holdout`` + ``compressed-md-holdout`` (other seeds, another MD cell shape and
+other pressures). ``--train`` and ``--holdout`` (repeatable; a name in examples/data or an .npz path) choose
+others: ``--train crystalline-rattled`` alone shows what the crystals cannot do (no 5-fold site to learn from).
 """
 
 from __future__ import annotations
@@ -75,6 +79,22 @@ def reference_set(name: str) -> dict:
     data = load_reference_npz(name if name.endswith(".npz") else reference_path(name))
     return {"structures": data.structures(), "energy": data.energy_ev, "intensity": data.intensity,
             "snapshot": data.snapshot_index, "site": data.site_index, "label": data.label}
+
+
+def combined_set(names: list[str]) -> dict:
+    """Several data sets as one, snapshots renumbered so that each keeps its own group.
+
+    :raises SystemExit: when their spectra are on different energy grids.
+    """
+    parts = [reference_set(name) for name in names]
+    for name, part in zip(names[1:], parts[1:]):
+        if not np.array_equal(part["energy"], parts[0]["energy"]):
+            raise SystemExit(f"{name}: its spectra are on another energy grid than {names[0]}'s")
+    offsets = np.cumsum([0] + [len(part["structures"]) for part in parts[:-1]])
+    return {"structures": [atoms for part in parts for atoms in part["structures"]], "energy": parts[0]["energy"],
+            "intensity": np.vstack([part["intensity"] for part in parts]),
+            "snapshot": np.concatenate([part["snapshot"] + offset for part, offset in zip(parts, offsets)]),
+            **{key: np.concatenate([part[key] for part in parts]) for key in ("site", "label")}}
 
 
 def split_by_snapshot(data: dict, fraction: float, seed: int) -> tuple[dict, dict]:
@@ -142,8 +162,11 @@ def main(argv=None) -> int:
                                        "instead of the two data sets of examples/data")
     parser.add_argument("--holdout-fraction", type=float, default=0.3,
                         help="with --npz: the fraction of every label's snapshots held out (default 0.3)")
-    parser.add_argument("--holdout", help="draw the mixtures from this data set (.npz, same layout and spectrum "
-                                          "settings) instead of crystalline-holdout; training stays crystalline-rattled")
+    parser.add_argument("--train", action="append", help="training data set (repeatable; a name in examples/data or "
+                                                         "an .npz; default crystalline-rattled + compressed-md)")
+    parser.add_argument("--holdout", action="append", help="data set the mixtures are drawn from (repeatable; same "
+                                                           "spectrum settings; default crystalline-holdout + "
+                                                           "compressed-md-holdout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
@@ -161,11 +184,13 @@ def main(argv=None) -> int:
         train_data, holdout_data = split_by_snapshot(reference_set(args.npz), args.holdout_fraction, args.seed)
         source = f"real QE spectra of {args.npz}, {args.holdout_fraction:.0%} of each label's snapshots held out"
     else:
-        holdout_name = args.holdout or "crystalline-holdout"
-        train_data, holdout_data = (reference_set(name) for name in ("crystalline-rattled", holdout_name))
+        train_names = args.train or ["crystalline-rattled", "compressed-md"]
+        holdout_names = args.holdout or ["crystalline-holdout", "compressed-md-holdout"]
+        train_data, holdout_data = combined_set(train_names), combined_set(holdout_names)
         if not np.array_equal(train_data["energy"], holdout_data["energy"]):
-            raise SystemExit(f"{holdout_name}: its spectra are on another energy grid than crystalline-rattled's")
-        source = f"real QE spectra (pw.x + projwfc.x), examples/data crystalline-rattled / {holdout_name}"
+            raise SystemExit("the hold-out spectra are on another energy grid than the training spectra")
+        source = f"real QE spectra (pw.x + projwfc.x), training {' + '.join(train_names)}, mixtures from " \
+                 f"{' + '.join(holdout_names)}"
     train, holdout = featurize(train_data), featurize(holdout_data)
     print(f"data: {source}; training {len(train['X'])} sites of {len(np.unique(train['groups']))} snapshots, "
           f"hold-out {len(holdout['X'])} sites (CN counts {dict(zip(*np.unique(holdout['structure']['cn'], return_counts=True)))})")

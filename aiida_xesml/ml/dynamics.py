@@ -81,16 +81,44 @@ def velocities_from_positions(positions, cell, timestep_fs: float, forces=None, 
 
 
 def kinetic_temperature(velocities, masses_amu, remove_com: bool = False) -> float:
-    """Instantaneous temperature (K) of velocities (Å/fs) with masses (amu): 2 E_kin / (3 N k_B).
+    """Instantaneous temperature (K) of velocities (Å/fs) with masses (amu): 2 E_kin / (n_dof k_B).
 
-    pw.x counts all 3N degrees of freedom, so ``remove_com`` is False by default to compare with it.
+    By default n_dof = 3N and nothing is removed. With ``remove_com`` the centre-of-mass velocity is
+    removed and n_dof = 3N - 3: pw.x's ``md`` count when every atom moves (a 6-atom cell given
+    velocities at exactly 600 K by the 3N count printed 720 K = 600 x 18/15).
     """
     velocities = as_finite_array(velocities, "velocities", ndim=2)
     masses = as_finite_array(masses_amu, "masses_amu", ndim=1)
+    n_dof = 3 * len(masses)
     if remove_com:
         velocities = velocities - (masses[:, None] * velocities).sum(0) / masses.sum()
+        n_dof -= 3
     kinetic_ev = 0.5 * np.sum(masses[:, None] * velocities**2) * AMU_A2_PER_FS2_IN_EV
-    return float(2.0 * kinetic_ev / (3 * len(masses) * KB_EV_PER_K))
+    return float(2.0 * kinetic_ev / (n_dof * KB_EV_PER_K))
+
+
+def maxwell_boltzmann_velocities(masses_amu, temperature_k: float, seed: int) -> np.ndarray:
+    """Random starting velocities (n_atoms, 3) in Å/fs, drawn reproducibly from ``seed``.
+
+    Each component is drawn from the Maxwell–Boltzmann distribution at ``temperature_k`` (K) for its
+    atom's mass (amu); the centre-of-mass velocity is then removed and all velocities are scaled so
+    that the temperature over 3N - 3 degrees of freedom (pw.x's count, ``kinetic_temperature(...,
+    remove_com=True)``) is exactly ``temperature_k``. This is what pw.x's own start does, except that
+    pw.x seeds its generator from the clock, so two identical runs start from different velocities.
+    """
+    masses = as_finite_array(masses_amu, "masses_amu", ndim=1)
+    if np.any(masses <= 0):
+        raise ValueError("`masses_amu` must all be > 0")
+    temperature = float(temperature_k)
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"`temperature_k` must be > 0; got {temperature_k}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"`seed` must be an integer >= 0; got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    sigma = np.sqrt(KB_EV_PER_K * temperature / (masses * AMU_A2_PER_FS2_IN_EV))
+    velocities = rng.normal(size=(len(masses), 3)) * sigma[:, None]
+    velocities -= (masses[:, None] * velocities).sum(0) / masses.sum()
+    return velocities * np.sqrt(temperature / kinetic_temperature(velocities, masses, remove_com=True))
 
 
 def parse_md_temperatures(text: str) -> np.ndarray:

@@ -17,6 +17,7 @@ from aiida_quantumespresso.common.types import ElectronicType
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
+from aiida_xesml.calculations.initial_velocities import initial_velocities
 from aiida_xesml.calculations.md_continuation import md_continuation
 from aiida_xesml.calculations.stitch_md_segments import stitch_md_segments
 from aiida_xesml.ml.dynamics import fs_to_ry_time, velocities_to_ry_units
@@ -65,6 +66,11 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                    help="When given, run vc-md (Parrinello–Rahman) at this PBE pressure in GPa instead of md.")
         spec.input("initial_velocities", valid_type=orm.ArrayData, required=False,
                    help="Velocities (array `velocities`, Å/fs, one row per site) to start from, e.g. an earlier run's.")
+        spec.input("velocity_seed", valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help="Seed of the Maxwell-Boltzmann starting velocities at temperature_k, drawn by the work chain "
+                        "(calcfunction initial_velocities) so that a run is reproducible; pw.x would seed its own "
+                        "from the clock. Used for md with a thermostat and no initial_velocities; vc-md keeps pw.x's "
+                        "own start.")
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help="Clean the remote folders of all calculations at the end.")
 
@@ -149,6 +155,9 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                 reason=f"vc-md runs in one segment: pw.x 6.7 cannot restart vc-md (the restarted run stops "
                        f"without output) and cell velocities are not printed; set nstep_per_segment >= nstep "
                        f"({nstep}) or use md in a fixed cell.")
+        if self.inputs.velocity_seed.value < 0:
+            return self.exit_codes.ERROR_INVALID_PARAMETERS.format(
+                reason=f"velocity_seed must be an integer >= 0; got {self.inputs.velocity_seed.value}.")
         if "initial_velocities" in self.inputs:
             shape = self.inputs.initial_velocities.get_array("velocities").shape
             if shape != (len(self.inputs.structure.sites), 3):
@@ -163,10 +172,20 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.ctx.n_kept = []  # frames of each segment's trajectory that enter the final trajectory
         self.ctx.structure = self.inputs.structure
         self.ctx.velocities = self.inputs.get("initial_velocities")
+        if self.ctx.velocities is None and self._draws_velocities():
+            self.ctx.velocities = initial_velocities(
+                self.inputs.structure, self.inputs.temperature_k, self.inputs.velocity_seed,
+                metadata={"call_link_label": "initial_velocities"})
         self.ctx.parent_folder = None
         self.ctx.mixing_scale = 1.0
         self.ctx.last_failure = None
         self.ctx.finished = False
+
+    def _draws_velocities(self) -> bool:
+        """Whether pw.x would start from random velocities (md with a thermostat at T > 0): then the work
+        chain draws them itself, from velocity_seed."""
+        return ("pressure_gpa" not in self.inputs and self.inputs.thermostat.value != "not_controlled"
+                and self.inputs.temperature_k.value > 0)
 
     def should_run_segment(self):
         return not self.ctx.finished

@@ -122,3 +122,27 @@ def test_parse_vc_md_temperatures():
      Ekin =     0.01946242 Ry    T =  292.7 K  Etot =     -493.20633196
 """
     np.testing.assert_allclose(dynamics.parse_md_temperatures(text), [0.0, 292.7])
+
+
+def test_maxwell_boltzmann_velocities_are_seeded_at_the_temperature_without_drift():
+    masses = np.array([72.63] * 20 + [16.00] * 40)
+    first = dynamics.maxwell_boltzmann_velocities(masses, 600.0, seed=3)
+    np.testing.assert_array_equal(first, dynamics.maxwell_boltzmann_velocities(masses, 600.0, seed=3))
+    assert not np.allclose(first, dynamics.maxwell_boltzmann_velocities(masses, 600.0, seed=4))
+    assert dynamics.kinetic_temperature(first, masses, remove_com=True) == pytest.approx(600.0, rel=1e-12)
+    assert dynamics.kinetic_temperature(first, masses) == pytest.approx(600.0 * 177 / 180, rel=1e-12)
+    np.testing.assert_allclose((masses[:, None] * first).sum(0), 0.0, atol=1e-12)
+    # equipartition: O (16 amu) moves sqrt(72.63 / 16) ~ 2.1x faster than Ge on average
+    ratio = np.sqrt((first[20:] ** 2).mean() / (first[:20] ** 2).mean())
+    assert 1.5 < ratio < 3.0, ratio
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"masses_amu": [16.0, 0.0], "temperature_k": 300.0, "seed": 0}, "masses_amu"),
+    ({"masses_amu": [16.0, 16.0], "temperature_k": 0.0, "seed": 0}, "temperature_k"),
+    ({"masses_amu": [16.0, 16.0], "temperature_k": 300.0, "seed": -1}, "seed"),
+    ({"masses_amu": [16.0, 16.0], "temperature_k": 300.0, "seed": 1.5}, "seed"),
+])
+def test_maxwell_boltzmann_velocities_name_the_bad_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        dynamics.maxwell_boltzmann_velocities(**kwargs)

@@ -62,8 +62,33 @@ def test_two_segments_give_one_continuous_trajectory(md_builder):
     np.testing.assert_allclose(results["structure"].get_ase().positions, positions[-1])
 
 
-def _fail_first_segments(monkeypatch, n_failures, status=400):
-    """Make the first ``n_failures`` segments look as if pw.x had failed after its frames.
+@pytest.mark.no_cache
+def test_the_same_velocity_seed_gives_the_same_trajectory(md_builder):
+    """pw.x seeds its random starting velocities from the clock; the work chain draws them from velocity_seed."""
+
+    def run(seed):
+        builder = md_builder(nstep=2, temperature_k=600.0)
+        builder.velocity_seed = orm.Int(seed)
+        results, node = run_get_node(builder)
+        assert node.is_finished_ok, node.exit_message
+        drawn = [c for c in node.called if c.process_label == "initial_velocities"]
+        assert len(drawn) == 1 and drawn[0].inputs.seed.value == seed  # the seed is in the provenance
+        return results["trajectory"], results["summary"].get_dict()
+
+    first, first_summary = run(3)
+    again, again_summary = run(3)
+    other, _ = run(4)
+    # the tolerance leaves room for MPI reduction order; on one machine the runs agree to the last digit
+    np.testing.assert_allclose(again.get_array("positions"), first.get_array("positions"), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(again.get_array("stress"), first.get_array("stress"), rtol=0, atol=1e-3)
+    assert again_summary["pressure_gpa"] == pytest.approx(first_summary["pressure_gpa"], abs=1e-3)
+    assert first.get_array("temperature")[0] == pytest.approx(600.0, abs=1.0)
+    moved = np.abs(other.get_array("positions")[-1] - first.get_array("positions")[-1]).max()
+    assert moved > 1e-3, moved
+
+
+def _fail_segment(monkeypatch, number, status=400):
+    """Make the ``number``-th segment (1-based) look as if pw.x had failed after its frames.
 
     A fake, kept on purpose for the continuation tests below: they need a failure after a known number of
     good frames, which no real walltime or kill pins down. Real failures of pw.x during MD are tested in
@@ -75,7 +100,7 @@ def _fail_first_segments(monkeypatch, n_failures, status=400):
     def fake(calculation):
         real_status, n_frames = original(calculation)
         calls["count"] += 1
-        if calls["count"] <= n_failures:
+        if calls["count"] == number:
             return status, n_frames
         return real_status, n_frames
 
@@ -85,30 +110,32 @@ def _fail_first_segments(monkeypatch, n_failures, status=400):
 
 @pytest.mark.parametrize("status", [400, 410])  # out of walltime; electronic convergence failed
 def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch, status):
-    _fail_first_segments(monkeypatch, 1, status)
-    results, node = run_get_node(md_builder(nstep=4, nstep_per_segment=3, temperature_k=600.0))
+    # Segment 1 is the one-step bridge that starts the seeded velocities (without the thermostat); segment 2
+    # (3 steps) 'fails'; the continuation starts from its last frame, through another bridge.
+    _fail_segment(monkeypatch, 2, status)
+    results, node = run_get_node(md_builder(nstep=5, nstep_per_segment=3, temperature_k=600.0))
     assert node.is_finished_ok, node.exit_message
     trajectory = results["trajectory"]
-    assert trajectory.numsteps == 5
+    assert trajectory.numsteps == 6
     assert len([child for child in node.called if child.process_label == "md_continuation"]) == 1
     segments = sorted((c for c in node.called if c.process_label == "PwBaseWorkChain"), key=lambda c: c.ctime)
-    # The 'failed' segment had 3 frames; its last one (frame 2) is where the continuation starts,
-    # so frames 0-1 come from it and frame 2 is recomputed by the next segment.
-    failed = segments[0].outputs.output_trajectory
-    np.testing.assert_allclose(trajectory.get_array("positions")[:3], failed.get_array("positions")[:3], atol=1e-6)
+    # The 'failed' segment had 3 frames (steps 1-3); its last one is where the continuation starts, so
+    # steps 1-2 come from it and step 3 is recomputed by the next segment.
+    failed = segments[1].outputs.output_trajectory
+    np.testing.assert_allclose(trajectory.get_array("positions")[1:4], failed.get_array("positions")[:3], atol=1e-6)
     assert _frame_steps(trajectory).min() > 1e-4, "a frame is duplicated at the seam"
     # The velocities derived at the seam reproduce the temperature pw.x had at that frame.
-    with segments[0].called[0].outputs.retrieved.base.repository.open("aiida.out") as handle:
+    with segments[1].called[0].outputs.retrieved.base.repository.open("aiida.out") as handle:
         from aiida_xesml.ml.dynamics import parse_md_temperatures
 
         before = parse_md_temperatures(handle.read())[2]
-    after = trajectory.get_array("temperature")[2]
+    after = trajectory.get_array("temperature")[3]
     assert abs(after - before) / before < 0.05, (before, after)
     mixing = [segment.inputs.pw.parameters["ELECTRONS"]["mixing_beta"] for segment in segments]
     if status == 410:  # an electronic failure makes the continuation mix more gently
-        assert mixing[1] == pytest.approx(0.7 * mixing[0])
+        assert mixing[2] == pytest.approx(0.7 * mixing[1])
     else:
-        assert mixing[1] == mixing[0]
+        assert mixing[2] == mixing[1]
 
 
 def test_second_failure_of_the_same_kind_exits(qe_codes, pseudo_family, rutile_structure, tmp_path):
