@@ -16,6 +16,7 @@ demo: setup
 	$(BIN)/aiida-xesml demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 setup: install

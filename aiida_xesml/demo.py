@@ -321,7 +321,6 @@ def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
 def write_figures(node, folder: Path) -> list[Path]:
     """The figures of :mod:`aiida_xesml.plotting` for a finished pipeline, as PNG files in ``folder``."""
     from aiida_xesml import plotting
-
     from aiida_xesml.calculations.reconstruct import read_reconstruction
 
     analysis, spectra = node.outputs.analysis, node.outputs.spectra
@@ -366,10 +365,11 @@ def print_summary(summary: dict) -> None:
         held_out = (f"{_number(row['held_out_true_cn'], '.2f')} / "
                     f"{_pm(row['held_out_reconstructed_cn'], row['held_out_reconstructed_cn_spread'], '.2f')}"
                     if row.get("held_out_reconstructed_cn") is not None else "n/a")
+        shell = _pm(row['reconstructed_first_shell_angstrom'], row.get('reconstructed_first_shell_spread_angstrom'), '.3f')
         print(f"{row['target_pressure_gpa']:9.1f} {_number(row['measured_pressure_gpa'], '7.1f')} "
               f"{_number(row['density_g_cm3'], '6.2f')} {_number(row['n_snapshots'], '5d')} "
               f"{_number(row['n_site_spectra'], '5d')} {_number(row['true_first_shell_angstrom'], '7.3f')} "
-              f"{_pm(row['reconstructed_first_shell_angstrom'], row.get('reconstructed_first_shell_spread_angstrom'), '.3f'):>15s} "
+              f"{shell:>15s} "
               f"{_number(row['true_cn'], '7.2f')} "
               f"{_pm(row['reconstructed_cn'], row.get('reconstructed_cn_spread'), '.2f'):>13s} {held_out:>24s}")
     if "emulator_pearson_r" in summary:

@@ -589,7 +589,8 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
                        label="reconstructed (± ensemble)" if np.isfinite(bars).any() else "reconstructed", zorder=4)
         if np.ptp(p) == 0:
             right.set_xlim(p[0] - 1, p[0] + 1)
-        cn_all = np.concatenate([true_cn, reconstructed_cn + np.nan_to_num(cn_spread), reconstructed_cn - np.nan_to_num(cn_spread)])
+        spread = np.nan_to_num(cn_spread)
+        cn_all = np.concatenate([true_cn, reconstructed_cn + spread, reconstructed_cn - spread])
         low, high = float(cn_all.min()), float(cn_all.max())
         margin = max(0.3, 0.1 * (high - low))
         right.set_ylim(low - margin, high + margin)

@@ -91,7 +91,7 @@ def adam_reference(emulator, X, Y, n_components=3, lr=1e-3, betas=(0.9, 0.999), 
     total = float(np.sum((Ys - Ys.mean(axis=0)) ** 2))
     for _ in range(n_components):
         losses, previous = [], w.copy()
-        for epoch in range(epochs):
+        for epoch in range(epochs):  # noqa: B007 (read after the loop)
             batch_losses = []
             for start in range(0, n, batch_size):
                 xb, yb = Xs[start:start + batch_size], Ys[start:start + batch_size]
@@ -161,7 +161,7 @@ def run(args):
 
     ours_cpu, ours_wall = [], []
     eca = None
-    for run_index in range(3):
+    for _ in range(3):
         fitted, cpu, wall = timed(ECA(emulator, n_components=3, random_state=0).fit, X, Y)
         ours_cpu.append(cpu)
         ours_wall.append(wall)

@@ -192,8 +192,9 @@ def main(argv=None) -> int:
         source = f"real QE spectra (pw.x + projwfc.x), training {' + '.join(train_names)}, mixtures from " \
                  f"{' + '.join(holdout_names)}"
     train, holdout = featurize(train_data), featurize(holdout_data)
+    holdout_counts = dict(zip(*np.unique(holdout["structure"]["cn"], return_counts=True)))
     print(f"data: {source}; training {len(train['X'])} sites of {len(np.unique(train['groups']))} snapshots, "
-          f"hold-out {len(holdout['X'])} sites (CN counts {dict(zip(*np.unique(holdout['structure']['cn'], return_counts=True)))})")
+          f"hold-out {len(holdout['X'])} sites (CN counts {holdout_counts})")
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -215,8 +216,8 @@ def main(argv=None) -> int:
     made = mixtures(holdout, args.sites, args.seed)
     usable = [(c, rows) for c, rows in made if rows is not None]
     targets = spectral_moments(holdout["energy"], np.array([holdout["intensity"][rows].mean(axis=0) for _, rows in usable]))
-    truth = [(holdout["structure"]["cn_fractional"][rows].mean(), np.nanmean(holdout["structure"]["first_shell_mean_angstrom"][rows]))
-             for _, rows in usable]
+    truth = [(holdout["structure"]["cn_fractional"][rows].mean(),
+              np.nanmean(holdout["structure"]["first_shell_mean_angstrom"][rows])) for _, rows in usable]
     t0 = time.perf_counter()
     population = reconstruct_ensemble(members, targets, X=x_train, structure=structure,
                                       target_weights=inverse_weights(names, r2, (0, 1, 2, 3)), residual_variance=residual)

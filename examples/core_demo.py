@@ -17,8 +17,8 @@ What it runs (all real code of :mod:`aiida_xesml.ml`, on synthetic targets, stat
 from __future__ import annotations
 
 import json
-import warnings
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +31,11 @@ def _structures(seed: int = 0):
 
     rng = np.random.default_rng(seed)
     families = {name: [] for name in FAMILIES}
-    for k in range(40):
+    for _ in range(40):
         families[FAMILIES[0]].append(rattle_and_strain(supercell(quartz_geo2(), 2), 0.08, 0.03, seed=int(rng.integers(1e9))))
         families[FAMILIES[1]].append(rattle_and_strain(supercell(rutile_geo2(), (2, 2, 3)), 0.08, 0.03,
                                                        seed=int(rng.integers(1e9))))
-    for k in range(20):
+    for _ in range(20):
         with warnings.catch_warnings():  # some seeds need relaxed minimum distances; that is fine here
             warnings.simplefilter("ignore", RuntimeWarning)
             families[FAMILIES[2]].append(random_network(12, density=float(rng.uniform(3.8, 5.5)),

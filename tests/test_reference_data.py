@@ -93,7 +93,7 @@ def test_every_row_traces_back_to_its_structure_and_calculations(imported):
     from aiida import orm
 
     parts, entry = imported
-    for index, (part, uuid) in enumerate(zip(parts, entry["snapshot_uuids"])):
+    for part, uuid in zip(parts, entry["snapshot_uuids"]):
         compute = part.creator
         assert compute.process_label == "compute_spectra"
         structure = compute.inputs.structure

@@ -6,7 +6,8 @@ import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
 
-from aiida_xesml.ml.core_hole import binding_energies, core_hole_shifts as shifts_from
+from aiida_xesml.ml.core_hole import binding_energies
+from aiida_xesml.ml.core_hole import core_hole_shifts as shifts_from
 from aiida_xesml.ml.spectra import occupied_bands
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 from aiida import orm
-from ase.data import atomic_masses, atomic_numbers
 from aiida.engine import calcfunction
+from ase.data import atomic_masses, atomic_numbers
 
 from aiida_xesml.ml.dynamics import md_summary, parse_md_temperatures, stitch_segments, velocities_from_positions
 

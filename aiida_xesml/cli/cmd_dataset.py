@@ -15,7 +15,7 @@ from aiida_xesml.cli.files import (
     write_csv,
 )
 from aiida_xesml.cli.params import data_argument, data_option
-from aiida_xesml.cli.tables import labels_text, label_counts, list_nodes, section, settings_table, summary, table
+from aiida_xesml.cli.tables import label_counts, labels_text, list_nodes, section, settings_table, summary, table
 
 
 @click.group("dataset", cls=VerdiCommandGroup)

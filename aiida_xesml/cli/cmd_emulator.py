@@ -7,8 +7,7 @@ from aiida.cmdline.groups import VerdiCommandGroup
 from aiida.cmdline.utils import decorators, echo
 
 from aiida_xesml.cli.figures import parity, plot_output
-from aiida_xesml.cli.files import check_output_file, export_npz, exported, force_option, format_option, only_npz, \
-    output_option
+from aiida_xesml.cli.files import check_output_file, export_npz, exported, force_option, format_option, only_npz, output_option
 from aiida_xesml.cli.params import data_argument, data_option
 from aiida_xesml.cli.tables import list_nodes, number, section, settings_table, summary, table
 

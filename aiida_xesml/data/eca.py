@@ -23,7 +23,8 @@ class XesEcaData(orm.ArrayData):
     Attributes: ``n_components``, ``n_features`` (emulator inputs), ``covered_variance`` (list, for queries; on
     the rows ECA was fitted on), ``covered_variance_held_out`` and ``covered_variance_x_held_out`` (on the
     emulator's held-out rows),
-    ``settings``, ``target_names`` and ``target_r2`` (the emulator's held-out R² per target). ``get_eca()`` rebuilds the estimator with numpy only.
+    ``settings``, ``target_names`` and ``target_r2`` (the emulator's held-out R² per target). ``get_eca()``
+    rebuilds the estimator with numpy only.
     """
 
     def set_eca(self, eca, settings: dict | None = None, target_names=None, target_r2=None, feature_columns=None,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from ase.data import atomic_numbers
-
 from sklearn.model_selection import GroupShuffleSplit
 
 from .descriptors import local_coulomb_matrices

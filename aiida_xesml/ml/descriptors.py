@@ -496,7 +496,7 @@ class _Group:
     names: list
 
     @classmethod
-    def of(cls, structures, names) -> "_Group":
+    def of(cls, structures, names) -> _Group:
         pbc = np.array(structures[0].pbc, dtype=bool)
         positions = np.array([atoms.positions for atoms in structures], dtype=float)
         numbers = np.array([atoms.numbers for atoms in structures], dtype=np.int64)

@@ -523,7 +523,7 @@ class ECA(TransformerMixin, BaseEstimator):
         return {name: np.asarray(value) for name, value in arrays.items()}
 
     @classmethod
-    def from_arrays(cls, arrays) -> "ECA":
+    def from_arrays(cls, arrays) -> ECA:
         """Rebuild a fitted ECA (and its emulator) from :meth:`to_arrays` output."""
         from .emulator import MLPEmulator
 

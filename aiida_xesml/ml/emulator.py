@@ -131,7 +131,7 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
             raise ValueError("scaler arrays do not match the network's input/output sizes")
 
     @classmethod
-    def from_sklearn(cls, mlp, x_scaler=None, y_scaler=None) -> "MLPEmulator":
+    def from_sklearn(cls, mlp, x_scaler=None, y_scaler=None) -> MLPEmulator:
         """Wrap an already fitted ``MLPRegressor`` (and optional fitted scalers with ``mean_`` and
         ``scale_``; None means identity). The MLP must work on the scaled data."""
         if not hasattr(mlp, "coefs_"):
@@ -157,7 +157,7 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
         return {name: np.array(value) for name, value in arrays.items()}
 
     @classmethod
-    def from_arrays(cls, arrays) -> "MLPEmulator":
+    def from_arrays(cls, arrays) -> MLPEmulator:
         """Rebuild a fitted emulator from :meth:`to_arrays` output."""
         missing = [name for name in REQUIRED_ARRAYS if name not in arrays]
         if missing:
@@ -304,7 +304,7 @@ class LinearEmulator(MLPEmulator):
         return self
 
     @classmethod
-    def from_arrays(cls, arrays) -> "LinearEmulator":
+    def from_arrays(cls, arrays) -> LinearEmulator:
         """Rebuild a fitted baseline from ``to_arrays()`` output (one identity layer)."""
         network = MLPEmulator.from_arrays(arrays)
         if len(network.coefs_) != 1 or network.activation_ != "identity":

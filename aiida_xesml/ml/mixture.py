@@ -233,7 +233,8 @@ class PopulationInverse:
         Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
         m = len(self.target_scale_)
         if Y.shape[1] != m:
-            raise ValueError(f"`Y` has {Y.shape[1]} targets; {'the emulator predicts' if self.transform is None else 'the transform gives'} {m}")
+            source = "the emulator predicts" if self.transform is None else "the transform gives"
+            raise ValueError(f"`Y` has {Y.shape[1]} targets; {source} {m}")
         if target_weights is None:
             root_w = np.ones(m)
         else:

@@ -193,7 +193,8 @@ def _verdict(selection: dict, metrics: dict) -> str:
     text = (f"Selected {_describe(selected, best[selected]['feature_set'], best[selected]['params'])} by grouped "
             f"{folds}-fold cross-validation on the {metrics['n_train']} training rows "
             f"({metrics['n_train_groups']} snapshots): mean R² of the standardized targets "
-            f"{score(best[selected]['score_mean'])} against {score(best[other]['score_mean'])} for the {'ridge baseline' if other == 'ridge' else 'network'}. ")
+            f"{score(best[selected]['score_mean'])} against {score(best[other]['score_mean'])} for the "
+            f"{'ridge baseline' if other == 'ridge' else 'network'}. ")
     network, ridge = metrics["network"], metrics["ridge"]
     r_network, r_ridge = _mean_r(network), _mean_r(ridge)
     text += (f"On the {metrics['n_test']} held-out rows ({metrics['split']} split, {metrics['n_test_groups']} "

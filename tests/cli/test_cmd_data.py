@@ -5,11 +5,11 @@ import json
 import click
 import numpy as np
 import pytest
+from cli_asserts import assert_fails, assert_ok
 from click.testing import CliRunner
 
 from aiida_xesml.cli.cmd_data import data_xesml
 from aiida_xesml.ml.moments import moment_names
-from cli_asserts import assert_fails, assert_ok
 
 KINDS = ("spectra", "dataset", "emulator", "eca")
 COMMANDS = ("list", "show", "export", "plot")

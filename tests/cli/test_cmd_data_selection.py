@@ -8,11 +8,11 @@ the ridge baseline's held-out Pearson r is known to be close to 1.
 
 import numpy as np
 import pytest
+from cli_asserts import assert_fails, assert_ok
 from click.testing import CliRunner
 
 from aiida_xesml.cli.cmd_data import data_xesml
 from aiida_xesml.ml.moments import moment_names
-from cli_asserts import assert_fails, assert_ok
 
 N_SNAPSHOTS, SITES = 12, 5
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,14 +10,9 @@ import hashlib
 import numpy as np
 import pytest
 from aiida import orm
+from cli_asserts import assert_fails, assert_ok
 from click.testing import CliRunner
 
-from aiida_xesml.ml.measured import (
-    MAX_FILE_BYTES,
-    check_file_size,
-    read_two_column,
-    shift_and_interpolate,
-)
 from aiida_xesml.cli import cli
 from aiida_xesml.cli.cmd_launch import (
     build_builder,
@@ -26,6 +21,12 @@ from aiida_xesml.cli.cmd_launch import (
     read_structure,
 )
 from aiida_xesml.data.spectra import XesSpectraData
+from aiida_xesml.ml.measured import (
+    MAX_FILE_BYTES,
+    check_file_size,
+    read_two_column,
+    shift_and_interpolate,
+)
 from aiida_xesml.ml.spectra import energy_grid
 from aiida_xesml.ml.structures import (
     quartz_geo2,
@@ -34,7 +35,6 @@ from aiida_xesml.ml.structures import (
     supercell,
 )
 from aiida_xesml.ml.synthetic import first_shell_geometry, synthetic_site_spectra
-from cli_asserts import assert_fails, assert_ok
 
 REFERENCE_EV = 7000.0
 N_ATOMS = 12

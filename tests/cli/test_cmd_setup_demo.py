@@ -14,12 +14,12 @@ from pathlib import Path
 import click
 import pytest
 from aiida import orm
+from cli_asserts import assert_fails, assert_ok
 from click.testing import CliRunner
 
 from aiida_xesml import environment
 from aiida_xesml.cli import cli
 from aiida_xesml.cli.cmd_data import data_xesml
-from cli_asserts import assert_fails, assert_ok
 
 
 def invoke(*args):
@@ -61,7 +61,8 @@ def test_setup_creates_codes_and_family(set_up):
     pseudos = family(environment.PSEUDO_FAMILY)
     assert pseudos is not None
     assert {node.element for node in pseudos.nodes} == set(environment.PSEUDO_FILES)
-    assert pseudos.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry") == environment.CUTOFFS_RY["balanced"]
+    cutoffs = pseudos.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry")
+    assert cutoffs == environment.CUTOFFS_RY["balanced"]
 
 
 def test_setup_again_changes_nothing(set_up):
@@ -106,7 +107,8 @@ def test_setup_semicore(without_semicore_family, tmp_path, monkeypatch):
     assert f"installed pseudopotential family `{environment.SEMICORE_FAMILY}`" in result.output
     semicore = family(environment.SEMICORE_FAMILY)
     assert {node.element for node in semicore.nodes} == set(environment.PSEUDO_FILES)
-    assert semicore.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry") == environment.SEMICORE_CUTOFFS_RY["balanced"]
+    cutoffs = semicore.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry")
+    assert cutoffs == environment.SEMICORE_CUTOFFS_RY["balanced"]
     again = invoke("setup", "--skip-packages", "--semicore")
     assert_ok(again)
     assert "installed" not in again.output

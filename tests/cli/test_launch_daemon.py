@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from aiida import orm
+from cli_asserts import assert_ok
 from click.testing import CliRunner
 
 from aiida_xesml.cli import cli
 from aiida_xesml.ml.structures import rutile_geo2
-from cli_asserts import assert_ok
 
 pytestmark = pytest.mark.qe
 

@@ -68,7 +68,8 @@ def toy_population():
     X = rng.normal(size=(n, 3))
     spectra = np.zeros((n, len(GRID)))
     for i, (a, b, _) in enumerate(X):
-        for center, height, width in ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4)):
+        peaks = ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4))
+        for center, height, width in peaks:
             spectra[i] += height * np.exp(-0.5 * ((GRID - center) / width) ** 2) / (width * np.sqrt(2 * np.pi))
     Y = spectral_moments(GRID, spectra)
     cn = 4.0 + 2.0 / (1.0 + np.exp(-3.0 * X[:, 0]))
@@ -107,7 +108,8 @@ def test_mixtures_of_known_composition_read_back_their_mean_structure(toy_popula
     held_out = rng.normal(size=(400, 3))
     spectra = np.zeros((400, len(GRID)))
     for i, (a, b, _) in enumerate(held_out):
-        for center, height, width in ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4)):
+        peaks = ((-18 - 0.8 * a, 0.3 + 0.03 * b, 0.7 + 0.1 * np.tanh(b)), (-5 - 0.6 * a + 0.3 * b, 3.0, 1.4))
+        for center, height, width in peaks:
             spectra[i] += height * np.exp(-0.5 * ((GRID - center) / width) ** 2) / (width * np.sqrt(2 * np.pi))
     true_cn = 4.0 + 2.0 / (1.0 + np.exp(-3.0 * held_out[:, 0]))
     low, high = np.flatnonzero(held_out[:, 0] < -0.5), np.flatnonzero(held_out[:, 0] > 0.5)
