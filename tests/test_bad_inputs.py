@@ -247,6 +247,12 @@ def _md_builder(e, structure=None, **overrides):
                                                  overrides=overrides)
 
 
+def _md_seeded(e, seed):
+    builder = _md_builder(e, nstep=1)
+    builder.velocity_seed = orm.Int(seed)
+    return builder
+
+
 def _compression_builder(e, pressures=(0.0,), protocol_pressures=False, **inputs):
     """A fast compression builder; ``pressures`` set on the builder, or passed to get_builder_from_protocol."""
     from aiida_xesml.workflows.compression import CompressionWorkChain
@@ -494,6 +500,8 @@ CASES = [
     Case("spectra-no-emitter", "workchain", lambda e: _run(_spectra_builder(e, structures=[_silica(e)])), 303,
          r"Snapshot 0: the structure has no `Ge` atom"),
     Case("md-zero-steps", "workchain", lambda e: _run(_md_builder(e, nstep=0)), 301, r"nstep=0"),
+    Case("md-negative-velocity-seed", "workchain", lambda e: _run(_md_seeded(e, -1)), 305,
+         r"velocity_seed must be an integer >= 0; got -1"),
     Case("compression-negative-pressure", "workchain",
          lambda e: _run(_compression_builder(e, pressures=[-5.0, 10.0])), 301, r"negative pressures \[-5.0\] GPa"),
     Case("compression-builder-inf-pressure", "workchain",
@@ -663,10 +671,10 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 99
+N_CASES = 100
 
 
-def test_the_table_has_its_99_cases_across_every_surface():
+def test_the_table_has_its_100_cases_across_every_surface():
     counts = Counter(case.surface for case in CASES)
     assert set(counts) == set(SURFACES), counts
     assert len(CASES) == N_CASES

@@ -1,4 +1,4 @@
-"""Helpers shared by the work chains: input checks, protocol files, k-points, options."""
+"""Helpers shared by the work chains: input checks, protocol files, k-points, options, the pw.x builder."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ from pathlib import Path
 
 import numpy as np
 from aiida import orm
+from aiida_quantumespresso.common.types import ElectronicType
+from aiida_quantumespresso.workflows.protocols.utils import recursive_merge
+from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 PROTOCOL_DIR = Path(__file__).parent / "protocols"
 MIN_DISTANCE_ANGSTROM = 0.5  # closer atoms than this are treated as overlapping
 DEFAULT_OPTIONS = {"resources": {"num_machines": 1}, "max_wallclock_seconds": 3600, "withmpi": True}
+KBAR_PER_GPA = 10.0  # pw.x's CELL.press is in kbar
 
 
 def check_structure(structure: orm.StructureData, min_distance: float = MIN_DISTANCE_ANGSTROM) -> str | None:
@@ -108,3 +112,25 @@ def failure_reason(node) -> str:
     if node.is_killed:
         return f"it was killed ({node.process_status or 'no reason given'})"
     return f"exit {node.exit_status}: {node.exit_message or 'no message'}"
+
+
+def pw_base_builder(code, structure, protocol_inputs: dict, pseudo_family: str, options=None, gamma_only=False):
+    """A PwBaseWorkChain builder for an insulating GeO2 cell from a (partial) protocol dict.
+
+    The dict may hold ``pw.parameters`` overrides, ``max_iterations`` and ``kpoints_distance``.
+    With ``gamma_only`` pw.x's Γ-point tricks are used (``K_POINTS gamma``), as for MD supercells.
+    """
+    overrides = recursive_merge({"pseudo_family": pseudo_family}, protocol_inputs)
+    builder = PwBaseWorkChain.get_builder_from_protocol(
+        code, structure, overrides=overrides, electronic_type=ElectronicType.INSULATOR,
+        options=resolve_options(options),
+    )
+    if gamma_only:
+        builder.kpoints = gamma_kpoints()
+        builder.pop("kpoints_distance", None)
+        settings = builder.pw.settings.get_dict() if "settings" in builder.pw else {}
+        settings["gamma_only"] = True
+        builder.pw.settings = orm.Dict(settings)
+    builder.pw.pop("structure", None)
+    builder.pop("clean_workdir", None)
+    return builder

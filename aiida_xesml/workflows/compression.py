@@ -20,12 +20,14 @@ from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 from aiida_xesml.calculations.compression_table import compression_table
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
 from aiida_xesml.workflows.common import (
+    KBAR_PER_GPA,
     PROTOCOL_DIR,
     CleanWorkdirMixin,
     check_pseudos,
     check_structure,
+    pw_base_builder,
 )
-from aiida_xesml.workflows.md import KBAR_PER_GPA, MdWorkChain, pw_base_builder
+from aiida_xesml.workflows.md import MdWorkChain
 
 VARIABLE_CELL_METHODS = ("vc-relax", "vc-md")
 

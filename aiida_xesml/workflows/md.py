@@ -13,8 +13,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
-from aiida_quantumespresso.common.types import ElectronicType
-from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin, recursive_merge
+from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
 from aiida_xesml.calculations.initial_velocities import initial_velocities
@@ -22,12 +21,12 @@ from aiida_xesml.calculations.md_continuation import md_continuation
 from aiida_xesml.calculations.stitch_md_segments import stitch_md_segments
 from aiida_xesml.ml.dynamics import fs_to_ry_time, velocities_to_ry_units
 from aiida_xesml.workflows.common import (
+    KBAR_PER_GPA,
     PROTOCOL_DIR,
     CleanWorkdirMixin,
     check_pseudos,
     check_structure,
-    gamma_kpoints,
-    resolve_options,
+    pw_base_builder,
 )
 
 # pw.x ion_temperature choices that give a canonical-like (NVT) run, plus no control at all.
@@ -35,7 +34,6 @@ THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v", "rescal
 # pw.x exit codes after which a segment is continued from its last good frame.
 ELECTRONIC_FAILURES = (410, 500, 510)  # electronic convergence failed (alone or inside the ionic cycle)
 MIXING_REDUCTION = 0.7
-KBAR_PER_GPA = 10.0
 
 
 class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
@@ -339,25 +337,3 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.report(f"MD done: {summary['nstep']} steps, <T> = {summary['temperature_mean_k']:.0f} K, "
                     f"<P> = {summary['pressure_gpa']:.2f} GPa, density {summary['density_g_cm3']:.3f} g/cm3")
         return None
-
-
-def pw_base_builder(code, structure, protocol_inputs: dict, pseudo_family: str, options=None, gamma_only=False):
-    """A PwBaseWorkChain builder for an insulating GeO2 cell from a (partial) protocol dict.
-
-    The dict may hold ``pw.parameters`` overrides, ``max_iterations`` and ``kpoints_distance``.
-    With ``gamma_only`` pw.x's Γ-point tricks are used (``K_POINTS gamma``), as for MD supercells.
-    """
-    overrides = recursive_merge({"pseudo_family": pseudo_family}, protocol_inputs)
-    builder = PwBaseWorkChain.get_builder_from_protocol(
-        code, structure, overrides=overrides, electronic_type=ElectronicType.INSULATOR,
-        options=resolve_options(options),
-    )
-    if gamma_only:
-        builder.kpoints = gamma_kpoints()
-        builder.pop("kpoints_distance", None)
-        settings = builder.pw.settings.get_dict() if "settings" in builder.pw else {}
-        settings["gamma_only"] = True
-        builder.pw.settings = orm.Dict(settings)
-    builder.pw.pop("structure", None)
-    builder.pop("clean_workdir", None)
-    return builder

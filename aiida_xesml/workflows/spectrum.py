@@ -24,9 +24,9 @@ from aiida_xesml.workflows.common import (
     check_pseudos,
     check_structure,
     failure_reason,
+    pw_base_builder,
     resolve_options,
 )
-from aiida_xesml.workflows.md import pw_base_builder
 
 PpCalculation = CalculationFactory("quantumespresso.pp")
 
