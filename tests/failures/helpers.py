@@ -27,3 +27,8 @@ def called(node, label: str):
     (child,) = node.base.links.get_outgoing(link_type=(LinkType.CALL_CALC, LinkType.CALL_WORK),
                                             link_label_filter=label).all_nodes()
     return child
+
+
+def stdout(calculation) -> str:
+    """The retrieved stdout (``aiida.out``) of a pw.x or projwfc.x calculation."""
+    return calculation.outputs.retrieved.base.repository.get_object_content("aiida.out")

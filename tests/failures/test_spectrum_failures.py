@@ -13,17 +13,13 @@ import pytest
 from aiida import orm
 from aiida.common.links import LinkType
 from aiida.engine import run_get_node
-from failures.helpers import ONE_PROCESS, SNAPSHOT_SEEDS, called, rattled_rutile
+from failures.helpers import ONE_PROCESS, SNAPSHOT_SEEDS, called, rattled_rutile, stdout
 
 from aiida_xesml.workflows.spectra import SpectraWorkChain
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain
 
 pytestmark = [pytest.mark.faults, pytest.mark.qe]
 CODES = SpectrumWorkChain.exit_codes
-
-
-def _stdout(calculation) -> str:
-    return calculation.outputs.retrieved.base.repository.get_object_content("aiida.out")
 
 
 def _calculations(node, label: str) -> list:
@@ -43,7 +39,7 @@ def test_pw_rejecting_its_input_is_scf_failed(spectrum_builder, wrapper):
     assert node.exit_message == f"The SCF failed (exit {scf.exit_status}): no spectra for this snapshot."
     (run,) = _calculations(node, "PwCalculation")
     assert run.exit_status not in (0, None), "pw.x's own error is a parsed failure"
-    assert re.search(r"Error in routine\s+read_namelists", _stdout(run)), "pw.x's own message on its input"
+    assert re.search(r"Error in routine\s+read_namelists", stdout(run)), "pw.x's own message on its input"
     assert not _calculations(node, "ProjwfcCalculation")
 
 
@@ -54,7 +50,7 @@ def test_pw_killed_mid_scf_is_scf_failed(spectrum_builder, wrapper):
     assert node.exit_status == CODES.ERROR_SCF_FAILED.status, node.exit_message
     runs = _calculations(node, "PwCalculation")
     assert runs and all(run.exit_status not in (0, None) for run in runs)
-    assert "iteration #  2" in _stdout(runs[0]) and "JOB DONE" not in _stdout(runs[0])
+    assert "iteration #  2" in stdout(runs[0]) and "JOB DONE" not in stdout(runs[0])
     assert not _calculations(node, "ProjwfcCalculation")
 
 
@@ -67,7 +63,7 @@ def test_pw_out_of_walltime_every_time_is_scf_failed(spectrum_builder, wrapper):
     runs = _calculations(node, "PwCalculation")
     out_of_walltime = runs[0].process_class.exit_codes.ERROR_OUT_OF_WALLTIME.status
     assert [run.exit_status for run in runs] == [out_of_walltime, out_of_walltime]
-    assert all("Maximum CPU time exceeded" in _stdout(run) for run in runs)
+    assert all("Maximum CPU time exceeded" in stdout(run) for run in runs)
     # PwBaseWorkChain restarted from the first run's checkpoint, then gave up after max_iterations
     assert runs[1].inputs.parent_folder.uuid == runs[0].outputs.remote_folder.uuid
     scf = called(node, "scf")

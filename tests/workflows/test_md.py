@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
+from failures.helpers import stdout
 
-from aiida_xesml.ml.dynamics import parse_md_times, pressure_from_stress
+from aiida_xesml.ml.dynamics import parse_md_temperatures, parse_md_times, pressure_from_stress
 from aiida_xesml.workflows.md import MdWorkChain
 
 pytestmark = pytest.mark.qe
@@ -20,7 +21,7 @@ def _frame_steps(trajectory):
 def _pw_outputs(node):
     """The stdout of every pw.x calculation under ``node``, in the order they ran."""
     calculations = sorted((c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
-    return [c.outputs.retrieved.base.repository.get_object_content("aiida.out") for c in calculations]
+    return [stdout(c) for c in calculations]
 
 
 def test_two_segments_give_one_continuous_trajectory(md_builder):
@@ -125,10 +126,7 @@ def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch
     np.testing.assert_allclose(trajectory.get_array("positions")[1:4], failed.get_array("positions")[:3], atol=1e-6)
     assert _frame_steps(trajectory).min() > 1e-4, "a frame is duplicated at the seam"
     # The velocities derived at the seam reproduce the temperature pw.x had at that frame.
-    with segments[1].called[0].outputs.retrieved.base.repository.open("aiida.out") as handle:
-        from aiida_xesml.ml.dynamics import parse_md_temperatures
-
-        before = parse_md_temperatures(handle.read())[2]
+    before = parse_md_temperatures(stdout(segments[1].called[0]))[2]
     after = trajectory.get_array("temperature")[3]
     assert abs(after - before) / before < 0.05, (before, after)
     mixing = [segment.inputs.pw.parameters["ELECTRONS"]["mixing_beta"] for segment in segments]
