@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -368,8 +369,8 @@ def costs(spectra_nodes, compression) -> dict:
         "site_spectra_per_hour": round(3600.0 * n_sites / max(spectra_wall, 1e-9)),
         "compression_wall_s": round((compression.mtime - compression.ctime).total_seconds(), 1) if compression else None,
         "compression_qe_wall_s": round(qe_seconds(compression), 1) if compression else None,
-        "note": "2-core machine shared with other jobs (load average 10-18); spectra: 2 snapshots at a time x 1 MPI "
-                "process, compression: 2 MPI processes",
+        "note": f"{os.cpu_count()}-core machine, load average {os.getloadavg()[1]:.1f} over the last 5 min at export; "
+                "spectra: 2 snapshots at a time x 1 MPI process, compression: 2 MPI processes",
     }
 
 

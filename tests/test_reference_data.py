@@ -140,3 +140,30 @@ def test_one_snapshot_rerun_agrees_with_the_archive(imported, qe_codes, pseudo_f
     np.testing.assert_array_equal(rerun.site_index, part.site_index)
     np.testing.assert_allclose(rerun.reference_ev, part.reference_ev, atol=1e-4)
     np.testing.assert_allclose(rerun.intensity, part.intensity, rtol=0, atol=ATOL)
+
+
+MD_SETS = [name for name in DATASETS if manifest()[name].get("compression_summary")]
+
+
+def test_an_md_snapshot_traces_back_to_the_md_run_that_made_it(aiida_profile):
+    """An MD snapshot's structure <- extract_snapshots <- the stitched trajectory <- pw.x md segments, and the
+    snapshot's positions are a frame of that trajectory (the archive keeps the compression's provenance)."""
+    from aiida import orm
+    from aiida.tools.archive import import_archive
+
+    assert MD_SETS, "examples/data should hold an MD data set (compressed-md)"
+    entry = manifest()[MD_SETS[0]]
+    import_archive(DATA_DIR / entry["archive"])
+    structure = orm.load_node(entry["snapshot_uuids"][-1])
+    extract = structure.creator
+    assert extract.process_label == "extract_snapshots"
+    trajectory = next(node for node in extract.base.links.get_incoming().all_nodes()
+                      if isinstance(node, orm.TrajectoryData))
+    frames = trajectory.get_array("positions")
+    assert np.min(np.abs(frames - structure.get_ase().positions).max(axis=(1, 2))) < 1e-6
+    # back through the stitching (or sampling) calcfunctions to the pw.x runs of the MD
+    runs = orm.QueryBuilder().append(orm.Node, filters={"id": trajectory.pk}, tag="trajectory").append(
+        orm.CalcJobNode, with_descendants="trajectory", project="*").all(flat=True)
+    calculations = {run.inputs.parameters["CONTROL"]["calculation"] for run in runs
+                    if run.process_label == "PwCalculation"}
+    assert {"md", "vc-relax"} <= calculations, calculations
