@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     t_single = time.perf_counter() - t0
 
     print(f"\n{'4/5/6-fold':>14s} {'sites':>5s} | {'CN true':>7s} {'population':>13s} {'single point':>13s} | "
-          f"{'r true':>6s} {'population':>15s} {'single point':>15s}")
+          f"{'r true':>6s} {'population':>15s} {'single point':>15s} | {'misfit':>6s}")
     table = []
     for i, ((composition, rows), (cn_true, r_true)) in enumerate(zip(usable, truth)):
         row = {"composition": [round(f, 3) for f in composition], "n_sites": int(len(rows)), "true_cn": float(cn_true),
@@ -238,12 +238,14 @@ def main(argv=None) -> int:
         for name, result in (("population", population), ("single_point", single)):
             row[name] = {key: [float(result["value"][source][i]), float(result["spread"][source][i])]
                          for key, source in (("cn", "cn_fractional"), ("first_shell", "first_shell_mean_angstrom"))}
+        # the population inverse's loss (standardized moment mismatch + prior), mean over the members
+        row["population"]["misfit"] = float(np.mean(population["inverse_loss"][:, i]))
         table.append(row)
         text = "/".join(f"{f:.2f}" for f in composition)
         pm = lambda v, spec: f"{v[0]:{spec}} ± {v[1]:{spec}}"  # noqa: E731
         print(f"{text:>14s} {len(rows):5d} | {cn_true:7.2f} {pm(row['population']['cn'], '.2f'):>13s} "
               f"{pm(row['single_point']['cn'], '.2f'):>13s} | {r_true:6.3f} {pm(row['population']['first_shell'], '.3f'):>15s} "
-              f"{pm(row['single_point']['first_shell'], '.3f'):>15s}")
+              f"{pm(row['single_point']['first_shell'], '.3f'):>15s} | {row['population']['misfit']:6.3f}")
     skipped = [c for c, rows in made if rows is None]
     if skipped:
         print(f"(not enough hold-out sites for {len(skipped)} composition(s): "

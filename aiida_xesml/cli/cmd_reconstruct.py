@@ -246,6 +246,15 @@ def _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, 
     click.echo(f"First-shell mean Ge–O: {shell_text}")
     click.echo(f"CN: {pm(values['cn'][0], values['cn_spread'][0], '.2f')} "
                f"(count of O within the cutoff: {pm(values['cn_count'][0], values['cn_count_spread'][0], '.2f')})")
+    if method == "population":
+        from aiida_xesml.ml.mixture import MISFIT_WARNING
+
+        misfit = float(result.get_array("inverse_loss")[0])
+        click.echo(f"Inverse misfit: {misfit:.3f} (standardized moment mismatch, mean over the emulators)")
+        if misfit > MISFIT_WARNING:
+            click.echo(f"Warning: the misfit is above {MISFIT_WARNING}: no mixture of the training sites reproduces "
+                       "this spectrum, so it is probably unlike the training data; on the project's benchmarks such "
+                       "readings were off by up to 1 in CN. Train on data that covers this sample.")
     what = "targets" if reference_ev is None else "spectra"
     click.echo(f"Stored: XyData {xy.pk}, {what} {stored.pk}, reconstruction {result.pk} "
                f"(summary {outputs['summary'].pk}, calculation {node.pk})")

@@ -41,7 +41,16 @@ from scipy.special import logsumexp
 
 from .validation import as_finite_array, check_integer, check_matching_rows
 
-__all__ = ["mixture_moments", "PopulationInverse", "score_distribution"]
+#: Above this inverse loss (the standardized, weighted moment mismatch plus the prior, mean over the
+#: ensemble) the training sites cannot mix to the target: the sample is probably unlike the training
+#: data. Measured with benchmarks/reconstruction.py on real QE spectra (2026-11-28, 32 mixtures in four
+#: train/hold-out pairings, seed 0): the 8 losses above 0.5 (0.67-18) include 5 of the 7 readings off by
+#: more than 0.3 in CN (0.39-0.99; the other 3 were off by 0.06-0.20); the 2 bad readings it missed
+#: (0.38, 0.39) had losses of 0.16-0.19; all 22 readings within 0.26 had losses of 0.01-0.25. A loss
+#: above it says "do not trust"; a loss below it does not prove the reading.
+MISFIT_WARNING = 0.5
+
+__all__ = ["MISFIT_WARNING", "mixture_moments", "PopulationInverse", "score_distribution"]
 
 # Floors for predicted site moments that a regression can push to unphysical values.
 _M0_FLOOR = 1e-6

@@ -6,6 +6,7 @@ absolute energy axis (reference + 7000 eV), so that ``--reference-ev`` is exerci
 """
 
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -184,12 +185,27 @@ def test_reconstruct_good_file(eca, good_file, made_data):
     cn, spread = reconstruction.get_array("cn")[0], reconstruction.get_array("cn_spread")[0]
     assert f"CN: {cn:.2f} ± {spread:.2f} (count of O within the cutoff" in result.output
     assert reconstruct_calc.inputs.parameters["method"] == "population"
+    misfit = float(reconstruction.get_array("inverse_loss")[0])
+    assert f"Inverse misfit: {misfit:.3f}" in result.output
+    assert ("Warning: the misfit is above" in result.output) == (misfit > 0.5)
     assert reconstruct_calc.inputs.dataset.uuid == eca.creator.inputs.dataset.uuid  # the population, by provenance
     assert reconstruction.get_array("distances_angstrom").shape == (1, N_ATOMS - 1)
     # the spectrum was interpolated from every other grid point: the moments match the original row's
     row = int(np.flatnonzero(made_data["labels"] == 20.0)[0])
     expected = made_data["spectra"].moments()[row]
     np.testing.assert_allclose(reconstruction.get_array("target_moments")[0][[1, 5]], expected[[1, 5]], atol=0.02)
+
+
+def test_reconstruct_warns_when_no_mixture_of_the_training_sites_fits(eca, made_data, tmp_path):
+    """A spectrum five times as intense as any training site's: no population reaches its M0."""
+    row = int(np.flatnonzero(made_data["labels"] == 20.0)[0])
+    path = tmp_path / "too_bright.txt"
+    path.write_text(spectrum_text(made_data["grid"] + REFERENCE_EV, 5.0 * made_data["intensity"][row]))
+    result = invoke("reconstruct", path, "--eca", eca.pk, "--reference-ev", REFERENCE_EV, "--label", 20)
+    assert_ok(result)
+    misfit = float(re.search(r"Inverse misfit: ([0-9.]+)", result.output).group(1))
+    assert misfit > 0.5, result.output
+    assert "Warning: the misfit is above 0.5" in result.output
 
 
 def write(tmp_path, name, text):
