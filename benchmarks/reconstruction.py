@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--members", type=int, default=5, help="emulators in the ensemble (default 5)")
     parser.add_argument("--sites", type=int, default=60, help="sites per mixture (default 60)")
     parser.add_argument("--npz", help="one data set (.npz, aiida_xesml.ml.reference_data layout) split by snapshot "
-                                       "instead of the two data sets of examples/data")
+                                       "instead of the --train / --holdout data sets of examples/data")
     parser.add_argument("--holdout-fraction", type=float, default=0.3,
                         help="with --npz: the fraction of every label's snapshots held out (default 0.3)")
     parser.add_argument("--train", action="append", help="training data set (repeatable; a name in examples/data or "
