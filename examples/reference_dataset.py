@@ -391,7 +391,7 @@ def labels_of(config: dict) -> dict:
     compression = config.get("compression", {})
     for pressure in compression.get("pressures", []):
         cell = "x".join(str(n) for n in compression["supercell"])
-        labels[f"{pressure:g}"] = (f"MD snapshot of {cell} α-quartz-type ({9 * np.prod(compression['supercell'])} atoms) "
+        labels[f"{pressure:g}"] = (f"MD snapshot of {cell} α-quartz-type ({len(compression_start(compression))} atoms) "
                                    f"compressed at {pressure:g} GPa (PBE), {COMPRESSION_OVERRIDES['temperature_k']:g} K")
     return labels
 
