@@ -12,12 +12,15 @@ Data sets, each an AiiDA archive with its provenance, an .npz for use without Ai
   lack (issue 12: a crystal-trained emulator reads a pure 5-fold mixture as 4-fold);
 - ``compressed-md-holdout``: the same recipe on another cell shape (1x1x2) and seed at 15 / 25 GPa, held
   out from every training, to test the reconstruction on 4-/5-fold mixtures.
+- ``glass-ladder``: a 48-atom GeO2 glass made by ``xesml.amorphous`` (melt-quench from a random
+  network at 3.66 g/cm³), then compressed by ``xesml.compression`` at 0 / 10 / 20 / 30 / 40 GPa at
+  300 K: the system of the published study, at a small scale.
 
 A 2x2x1 (36-atom) version was tried first and dropped: its first vc-relax, with the protocol's k-points,
 had made 6 BFGS steps in 15 min on 2 cores, so one pressure would cost over an hour.
 
 Labels (what analyses group by): 4 for the α-quartz-type family, 6 for the rutile-type family, and
-the target PBE pressure in GPa (>= 10, so never 4 or 6) for the MD snapshots. The data card is
+the target PBE pressure in GPa (0, 10, 15, 20, ...: never 4 or 6) for the MD snapshots. The data card is
 docs/reference/dataset.md.
 
 The campaign runs in stages. Each stage submits its work chains to the daemon, waits for them and
@@ -95,6 +98,13 @@ DATASETS = {
                        "training",
         "compression": {"supercell": [1, 1, 2], "seed": 31, "pressures": [15.0, 25.0], "nstep_production": 20,
                         "snapshot_stride": 2},
+    },
+    "glass-ladder": {
+        "description": "MD snapshots of a 48-atom melt-quenched GeO2 glass (xesml.amorphous, balanced) compressed by "
+                       "xesml.compression at 0 / 10 / 20 / 30 / 40 GPa, 300 K",
+        "glass": {"n_ge": 16, "density": 3.66, "seed": 0, "protocol": "balanced"},
+        "compression": {"from_glass": True, "pressures": [0.0, 10.0, 20.0, 30.0, 40.0], "nstep_production": 20,
+                        "snapshot_stride": 2, "temperature_k": 300.0},
     },
 }
 
@@ -229,7 +239,30 @@ def crystal_stage(name: str, config: dict, codes):
     return run_stage(f"{name}/crystals", build, accept=(0, 410))
 
 
-def compression_stage(name: str, config: dict, codes):
+def glass_stage(name: str, config: dict, codes):
+    """The melt-quench (xesml.amorphous) of a random network: the glass that the compression starts from."""
+    from aiida import orm
+
+    from aiida_xesml.ml.structures import random_network
+    from aiida_xesml.workflows.amorphous import AmorphousWorkChain
+
+    settings = config["glass"]
+
+    def build():
+        atoms = random_network(settings["n_ge"], density=settings["density"], seed=settings["seed"])
+        builder = AmorphousWorkChain.get_builder_from_protocol(codes["pw"], orm.StructureData(ase=atoms),
+                                                               protocol=settings["protocol"], options=TWO_PROCESSES)
+        builder.metadata.label = f"{name}/glass"
+        return builder
+
+    node = run_stage(f"{name}/glass", build)
+    summary = node.outputs.summary.get_dict()
+    print(f"  glass: density {summary['density_g_cm3']:.3f} g/cm3, CN {summary['cn_histogram']}, "
+          f"largest S(q)/N {summary['max_structure_factor_per_atom']:.3f}")
+    return node
+
+
+def compression_stage(name: str, config: dict, codes, glass=None):
     from aiida import orm
 
     from aiida_xesml.workflows.compression import CompressionWorkChain
@@ -237,10 +270,15 @@ def compression_stage(name: str, config: dict, codes):
     settings = config["compression"]
 
     def build():
-        structure = orm.StructureData(ase=compression_start(settings))
-        structure.label = f"{name}/compression-start"
+        if settings.get("from_glass"):
+            structure = glass.outputs.structure
+        else:
+            structure = orm.StructureData(ase=compression_start(settings))
+            structure.label = f"{name}/compression-start"
         overrides = {**COMPRESSION_OVERRIDES, "nstep_production": settings["nstep_production"],
                      "snapshot_stride": settings["snapshot_stride"]}
+        if "temperature_k" in settings:
+            overrides["temperature_k"] = settings["temperature_k"]
         return CompressionWorkChain.get_builder_from_protocol(
             codes["pw"], structure, settings["pressures"], protocol="balanced", overrides=overrides,
             options=TWO_PROCESSES)
@@ -389,14 +427,17 @@ def labels_of(config: dict) -> dict:
         labels[f"{LABEL_QUARTZ:g}"] = "α-quartz-type 3x2x1 (54 atoms), rattled and strained"
         labels[f"{LABEL_RUTILE:g}"] = "rutile-type 2x2x2 (48 atoms), rattled and strained"
     compression = config.get("compression", {})
-    for pressure in compression.get("pressures", []):
+    for pressure in compression.get("pressures", []) if "glass" in config else []:
+        labels[f"{pressure:g}"] = (f"MD snapshot of the {3 * config['glass']['n_ge']}-atom melt-quenched glass "
+                                   f"compressed at {pressure:g} GPa (PBE), {compression['temperature_k']:g} K")
+    for pressure in compression.get("pressures", []) if "glass" not in config else []:
         cell = "x".join(str(n) for n in compression["supercell"])
         labels[f"{pressure:g}"] = (f"MD snapshot of {cell} α-quartz-type ({len(compression_start(compression))} atoms) "
                                    f"compressed at {pressure:g} GPa (PBE), {COMPRESSION_OVERRIDES['temperature_k']:g} K")
     return labels
 
 
-def export_stage(name: str, config: dict, spectra_nodes, compression):
+def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None):
     """Export the archive (provenance), write the .npz and the manifest entry.
 
     The archive holds each snapshot's XesSpectraData once, in the group ``xesml-reference/<name>``
@@ -440,10 +481,12 @@ def export_stage(name: str, config: dict, spectra_nodes, compression):
         **data_counts,
         "labels": labels_of(config),
         "settings": {"spectrum_protocol": SPECTRUM_PROTOCOL, "spectrum_parameters": parts[0].parameters,
-                     "crystals": config.get("crystals"), "compression": config.get("compression"),
+                     "crystals": config.get("crystals"), "glass": config.get("glass"),
+                     "compression": config.get("compression"),
                      "compression_overrides": COMPRESSION_OVERRIDES if compression is not None else None,
                      "cn_cutoff_A": CN_CUTOFF},
         "compression_summary": compression.outputs.summary_table.get_dict() if compression is not None else None,
+        "glass_summary": glass.outputs.summary.get_dict() if glass is not None else None,
         "costs": costs(spectra_nodes, compression),
         "code": code_version(),
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -470,9 +513,10 @@ def run(names):
         config = DATASETS[name]
         print(f"== {name}: {config['description']}", flush=True)
         crystals = [crystal_stage(name, config, codes)] if "crystals" in config else []
-        compression = compression_stage(name, config, codes) if "compression" in config else None
+        glass = glass_stage(name, config, codes) if "glass" in config else None
+        compression = compression_stage(name, config, codes, glass) if "compression" in config else None
         md = md_spectra_stages(name, compression, codes) if compression is not None else []
-        export_stage(name, config, [*crystals, *md], compression)
+        export_stage(name, config, [*crystals, *md], compression, glass)
 
 
 def status(names):

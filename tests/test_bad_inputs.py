@@ -253,6 +253,13 @@ def _md_seeded(e, seed):
     return builder
 
 
+def _amorphous_builder(e, **overrides):
+    from aiida_xesml.workflows.amorphous import AmorphousWorkChain
+
+    return AmorphousWorkChain.get_builder_from_protocol(e["codes"]["pw"], e["structure"], protocol="fast",
+                                                        overrides=overrides)
+
+
 def _compression_builder(e, pressures=(0.0,), protocol_pressures=False, **inputs):
     """A fast compression builder; ``pressures`` set on the builder, or passed to get_builder_from_protocol."""
     from aiida_xesml.workflows.compression import CompressionWorkChain
@@ -502,6 +509,17 @@ CASES = [
     Case("md-zero-steps", "workchain", lambda e: _run(_md_builder(e, nstep=0)), 301, r"nstep=0"),
     Case("md-negative-velocity-seed", "workchain", lambda e: _run(_md_seeded(e, -1)), 305,
          r"velocity_seed must be an integer >= 0; got -1"),
+    Case("md-ramp-with-vc-md", "workchain",
+         lambda e: _run(_md_builder(e, nstep=1, final_temperature_k=100.0, pressure_gpa=5.0)), 303,
+         r"final_temperature_k \(100.0 K\) needs .* md in a fixed cell \(no pressure_gpa\).*pressure_gpa given"),
+    Case("amorphous-quench-warms", "workchain",
+         lambda e: _run(_amorphous_builder(e, final_temperature_k=4000.0)), 301,
+         r"need 0 <= final_temperature_k < melt_temperature_k; got 4000 K and 3000 K"),
+    Case("amorphous-one-melt-step", "workchain", lambda e: _run(_amorphous_builder(e, nstep_melt=1)), 301,
+         r"nstep_melt must be >= 2 and nstep_quench >= 1; got 1 and 4"),
+    Case("amorphous-no-thermostat", "workchain",
+         lambda e: _run(_amorphous_builder(e, md={"thermostat": "not_controlled"})), 301,
+         r"md.thermostat is not_controlled; a melt and a quench need a thermostat"),
     Case("compression-negative-pressure", "workchain",
          lambda e: _run(_compression_builder(e, pressures=[-5.0, 10.0])), 301, r"negative pressures \[-5.0\] GPa"),
     Case("compression-builder-inf-pressure", "workchain",
@@ -509,6 +527,9 @@ CASES = [
          r"`pressures` must be finite numbers in GPa; got \[0.0, inf\]"),
     Case("compression-no-production", "workchain",
          lambda e: _run(_compression_builder(e, nstep_production=orm.Int(0))), 304, r"nstep_production >= 1"),
+    Case("compression-negative-corrections", "workchain",
+         lambda e: _run(_compression_builder(e, max_cell_corrections=orm.Int(-1))), 304,
+         r"max_cell_corrections must be >= 0, pressure_tolerance_gpa and bulk_modulus_gpa > 0; got -1"),
     Case("analysis-no-snapshots", "workchain", _analysis_without_snapshots, 301, r"Give either `snapshots` or"),
     Case("analysis-rows-without-snapshot", "workchain",
          lambda e: _run(_analysis_builder(e, structures={"snapshot_3": e["structure"]})), 302,
@@ -671,10 +692,10 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 100
+N_CASES = 105
 
 
-def test_the_table_has_its_100_cases_across_every_surface():
+def test_the_table_has_its_105_cases_across_every_surface():
     counts = Counter(case.surface for case in CASES)
     assert set(counts) == set(SURFACES), counts
     assert len(CASES) == N_CASES

@@ -3,7 +3,7 @@
 from aiida import orm
 from aiida.engine import calcfunction
 
-COLUMNS = ("target_pressure_gpa", "variable_cell_pressure_gpa", "pressure_gpa", "temperature_mean_k",
+COLUMNS = ("target_pressure_gpa", "variable_cell_pressure_gpa", "pressure_gpa", "cell_corrections", "temperature_mean_k",
            "density_g_cm3", "ge_o_mean_angstrom", "cn_mean", "n_snapshots", "n_sites")
 
 

@@ -57,6 +57,17 @@ def unwrap_displacements(positions, cell) -> np.ndarray:
     return np.concatenate([positions[:1], positions[:1] + np.cumsum(steps, axis=0)], axis=0)
 
 
+def squared_displacements(positions, cell) -> np.ndarray:
+    """Squared displacement (Å²) of every atom from the first frame, per frame: shape (k, n).
+
+    Positions (k, n, 3) in Å in one fixed cell (3, 3) are first made continuous with
+    :func:`unwrap_displacements`. Averaged over atoms, this is the mean squared displacement: a few
+    Å² within a picosecond for a liquid, a fraction of an Å² for a solid.
+    """
+    unwrapped = unwrap_displacements(positions, cell)
+    return np.sum((unwrapped - unwrapped[:1]) ** 2, axis=2)
+
+
 def velocities_from_positions(positions, cell, timestep_fs: float, forces=None, masses_amu=None) -> np.ndarray:
     """Velocities (n_atoms, 3) in Å/fs at the LAST of ``positions`` (k >= 2 frames, Å).
 
@@ -201,6 +212,33 @@ def md_summary(cells, stress_gpa, temperature_k, masses_amu) -> dict:
         "volume_mean_a3": float(volumes.mean()),
         "density_g_cm3": float(masses.sum() * AMU_G / (volumes.mean() * 1e-24)),
     }
+
+
+def pressure_correction_ratio(measured_gpa: float, target_gpa: float, bulk_modulus_gpa: float,
+                              max_change: float = 0.1) -> float:
+    """Volume ratio V_new / V that moves an MD's pressure from ``measured_gpa`` to ``target_gpa``.
+
+    To first order P(V) = P − B ΔV / V, so V_new / V = 1 + (measured − target) / B with the bulk
+    modulus B (GPa). The change is clipped to ±``max_change`` (10 % by default): a first guess of
+    B can be far off, and a step that large would take the cell far from where the MD sampled it.
+    """
+    bulk = check_positive(bulk_modulus_gpa, "bulk_modulus_gpa")
+    change = (float(measured_gpa) - float(target_gpa)) / bulk
+    if not np.isfinite(change):
+        raise ValueError(f"`measured_gpa` and `target_gpa` must be finite; got {measured_gpa}, {target_gpa}")
+    limit = check_positive(max_change, "max_change")
+    return float(1.0 + np.clip(change, -limit, limit))
+
+
+def secant_bulk_modulus(volumes, pressures, default_gpa: float, bounds=(5.0, 1000.0)) -> float:
+    """Bulk modulus (GPa) B = −V̄ ΔP / ΔV from the last two (volume Å³, pressure GPa) points of a
+    cell's MD runs, or ``default_gpa`` when there are fewer than two or the estimate falls outside
+    ``bounds`` (MD noise can make a small ΔV give any slope)."""
+    volumes, pressures = np.asarray(volumes, float), np.asarray(pressures, float)
+    if len(volumes) < 2 or volumes[-1] == volumes[-2]:
+        return float(default_gpa)
+    estimate = -0.5 * (volumes[-1] + volumes[-2]) * (pressures[-1] - pressures[-2]) / (volumes[-1] - volumes[-2])
+    return float(estimate) if bounds[0] <= estimate <= bounds[1] else float(default_gpa)
 
 
 def autocorrelation_time(series) -> float:

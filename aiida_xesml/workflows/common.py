@@ -134,3 +134,28 @@ def pw_base_builder(code, structure, protocol_inputs: dict, pseudo_family: str, 
     builder.pw.pop("structure", None)
     builder.pop("clean_workdir", None)
     return builder
+
+
+def vc_relax_inputs(code, structure, protocol_inputs: dict, pseudo_family: str, options=None,
+                    gamma_only=False) -> dict:
+    """Inputs of a PwRelaxWorkChain (a vc-relax repeated until the final SCF shows no Pulay stress)
+    from a protocol dict: ``meta_convergence`` and ``max_meta_convergence_iterations``, plus the
+    keys of :func:`pw_base_builder`, which builds the ``base_relax`` namespace."""
+    base_inputs = dict(protocol_inputs)
+    meta = {key: base_inputs.pop(key) for key in ("max_meta_convergence_iterations", "meta_convergence")
+            if key in base_inputs}
+    base_relax = pw_base_builder(code, structure, base_inputs, pseudo_family, options, gamma_only=gamma_only)
+    return {
+        "base_relax": base_relax._inputs(prune=True),
+        "meta_convergence": orm.Bool(meta.get("meta_convergence", True)),
+        "max_meta_convergence_iterations": orm.Int(meta.get("max_meta_convergence_iterations", 3)),
+    }
+
+
+def final_relax_outputs(node) -> dict:
+    """Outputs of a PwRelaxWorkChain (or any variable-cell step); for one that stopped without
+    attaching them (meta-convergence not reached), those of its last PwBaseWorkChain."""
+    if "output_structure" not in node.outputs and "structure" not in node.outputs:
+        node = max((child for child in node.called if child.process_label == "PwBaseWorkChain"),
+                   key=lambda child: child.ctime)
+    return {key: node.outputs[key] for key in node.outputs}

@@ -16,16 +16,20 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
+from ase.data import atomic_masses, atomic_numbers
 
 from aiida_xesml.calculations.compression_table import compression_table
+from aiida_xesml.calculations.rescale_to_pressure import rescale_to_pressure
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
+from aiida_xesml.ml.dynamics import md_summary, secant_bulk_modulus
 from aiida_xesml.workflows.common import (
     KBAR_PER_GPA,
     PROTOCOL_DIR,
     CleanWorkdirMixin,
     check_pseudos,
     check_structure,
-    pw_base_builder,
+    final_relax_outputs,
+    vc_relax_inputs,
 )
 from aiida_xesml.workflows.md import MdWorkChain
 
@@ -57,6 +61,16 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                    help="Sample every k-th production frame; 0 takes k from the energy autocorrelation time.")
         spec.input("cn_cutoff_angstrom", valid_type=orm.Float, default=lambda: orm.Float(2.3),
                    help="Ge-O distance (Å) within which O counts as a neighbour in the summaries.")
+        spec.input("max_cell_corrections", valid_type=orm.Int, default=lambda: orm.Int(0),
+                   help="At most this many times per pressure, when the MD's production pressure misses the target "
+                        "by more than pressure_tolerance_gpa, scale its last frame isotropically towards the target "
+                        "(rescale_to_pressure) and run the MD again. It corrects the thermal pressure and any "
+                        "difference between the variable-cell step and the MD (k-points, cutoff). 0: never.")
+        spec.input("pressure_tolerance_gpa", valid_type=orm.Float, default=lambda: orm.Float(2.0),
+                   help="How far (GPa) the MD's production pressure may lie from the target without a correction.")
+        spec.input("bulk_modulus_gpa", valid_type=orm.Float, default=lambda: orm.Float(40.0),
+                   help="Bulk modulus (GPa) of the first correction at each pressure; later ones use the secant of "
+                        "the MD runs at that pressure.")
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(
             PwRelaxWorkChain, namespace="vc_relax", exclude=("clean_workdir", "structure"),
@@ -75,8 +89,11 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             while_(cls.has_next_pressure)(
                 cls.run_variable_cell,
                 cls.inspect_variable_cell,
-                cls.run_md,
-                cls.inspect_md,
+                while_(cls.should_run_md)(
+                    cls.run_md,
+                    cls.inspect_md,
+                ),
+                cls.sample,
             ),
             cls.results,
         )
@@ -127,18 +144,14 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         builder.pressures = orm.List(values)
         builder.temperature_k = orm.Float(inputs["temperature_k"])
         builder.variable_cell = orm.Str(inputs["variable_cell"])
-        for key in ("nstep_variable_cell", "nstep_equilibration", "nstep_production", "snapshot_stride"):
+        for key in ("nstep_variable_cell", "nstep_equilibration", "nstep_production", "snapshot_stride",
+                    "max_cell_corrections"):
             builder[key] = orm.Int(inputs[key])
-        builder.cn_cutoff_angstrom = orm.Float(inputs["cn_cutoff_angstrom"])
+        for key in ("cn_cutoff_angstrom", "pressure_tolerance_gpa", "bulk_modulus_gpa"):
+            builder[key] = orm.Float(inputs[key])
         builder.clean_workdir = orm.Bool(inputs.get("clean_workdir", False))
-        vc_inputs = dict(inputs["vc_relax"])
-        meta = {key: vc_inputs.pop(key) for key in ("max_meta_convergence_iterations", "meta_convergence")
-                if key in vc_inputs}
-        base_relax = pw_base_builder(code, structure, vc_inputs, family, options,
-                                     gamma_only=inputs.get("gamma_only", False))
-        builder.vc_relax.base_relax = base_relax._inputs(prune=True)
-        builder.vc_relax.meta_convergence = orm.Bool(meta.get("meta_convergence", True))
-        builder.vc_relax.max_meta_convergence_iterations = orm.Int(meta.get("max_meta_convergence_iterations", 3))
+        builder.vc_relax = vc_relax_inputs(code, structure, inputs["vc_relax"], family, options,
+                                           gamma_only=inputs.get("gamma_only", False))
         md = MdWorkChain.get_builder_from_protocol(code, structure, protocol=protocol, overrides=inputs["md"],
                                                    pseudo_family=family, options=options)
         for key in ("structure", "nstep", "temperature_k", "clean_workdir"):
@@ -170,6 +183,12 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             reason = check_pseudos(self.inputs.structure, self.inputs.vc_relax.base_relax.pw.get("pseudos", {}))
         if reason:
             return self.exit_codes.ERROR_MISSING_PSEUDO.format(reason=reason)
+        corrections = (self.inputs.max_cell_corrections.value, self.inputs.pressure_tolerance_gpa.value,
+                       self.inputs.bulk_modulus_gpa.value)
+        if corrections[0] < 0 or corrections[1] <= 0 or corrections[2] <= 0:
+            return self.exit_codes.ERROR_INVALID_STEPS.format(
+                reason=f"max_cell_corrections must be >= 0, pressure_tolerance_gpa and bulk_modulus_gpa > 0; got "
+                       f"{corrections[0]}, {corrections[1]} GPa and {corrections[2]} GPa.")
         if self.inputs.nstep_equilibration.value < 0 or self.inputs.nstep_production.value < 1:
             return self.exit_codes.ERROR_INVALID_STEPS.format(
                 reason=f"nstep_equilibration must be >= 0 and nstep_production >= 1; got "
@@ -232,30 +251,67 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                         "last structure (see the summary's variable_cell_pressure_gpa)")
         elif not node.is_finished_ok:
             return self.exit_codes.ERROR_VARIABLE_CELL_FAILED.format(pressure=self._pressure, status=node.exit_status)
-        self.ctx.variable_cell_outputs = _final_outputs(node)
+        self.ctx.variable_cell_outputs = final_relax_outputs(node)
+        self.ctx.md_attempts = []  # (mean volume Å³, production pressure GPa) of each MD at this pressure
+        self.ctx.md_accepted = False
         self.ctx.structure = self.ctx.variable_cell_outputs.get("output_structure") or self.ctx.variable_cell_outputs["structure"]
         return None
 
     def run_md(self):
-        """NVT equilibration plus production in the cell of the variable-cell step."""
+        """NVT equilibration plus production in the cell of the variable-cell step (or of the last correction)."""
         inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
         inputs.structure = self.ctx.structure
         inputs.nstep = orm.Int(self.inputs.nstep_equilibration.value + self.inputs.nstep_production.value)
         inputs.temperature_k = self.inputs.temperature_k
-        inputs.metadata.call_link_label = f"md_{pressure_label(self._pressure)}"
+        attempt = len(self.ctx.md_attempts)
+        suffix = f"_corrected_{attempt}" if attempt else ""
+        inputs.metadata.call_link_label = f"md_{pressure_label(self._pressure)}{suffix}"
         node = self.submit(MdWorkChain, **inputs)
-        self.report(f"pressure {self._pressure:g} GPa: NVT MD <{node.pk}> ({inputs.nstep.value} steps)")
+        self.report(f"pressure {self._pressure:g} GPa: NVT MD <{node.pk}> ({inputs.nstep.value} steps)"
+                    + (f", after cell correction {attempt}" if attempt else ""))
         return ToContext(md=node)
 
+    def should_run_md(self):
+        return not self.ctx.md_accepted
+
     def inspect_md(self):
-        """Sample snapshots from the production part and summarize this pressure."""
+        """Accept the MD if its production pressure is within the tolerance of the target (or no correction is
+        left); otherwise scale its last frame towards the target for the next MD."""
         node = self.ctx.md
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_MD_FAILED.format(pressure=self._pressure, status=node.exit_status)
+        trajectory = node.outputs.trajectory
+        start = self.inputs.nstep_equilibration.value
+        masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
+        summary = md_summary(trajectory.get_array("cells")[start:], trajectory.get_array("stress")[start:],
+                             trajectory.get_array("temperature")[start:], masses)
+        self.ctx.md_attempts.append((summary["volume_mean_a3"], summary["pressure_gpa"]))
+        miss = summary["pressure_gpa"] - self._pressure
+        corrections_done = len(self.ctx.md_attempts) - 1
+        if abs(miss) <= self.inputs.pressure_tolerance_gpa.value or \
+                corrections_done >= self.inputs.max_cell_corrections.value:
+            self.ctx.md_accepted = True
+            return None
+        volumes, pressures = zip(*self.ctx.md_attempts)
+        bulk = secant_bulk_modulus(volumes, pressures, self.inputs.bulk_modulus_gpa.value)
+        rescaled = rescale_to_pressure(
+            trajectory=trajectory, n_equilibration=self.inputs.nstep_equilibration,
+            target_pressure_gpa=orm.Float(self._pressure), bulk_modulus_gpa=orm.Float(bulk),
+            metadata={"call_link_label": f"rescale_{pressure_label(self._pressure)}_{corrections_done + 1}"})
+        self.ctx.structure = rescaled["structure"]
+        self.report(f"pressure {self._pressure:g} GPa: the MD measured {summary['pressure_gpa']:.2f} GPa; volume "
+                    f"scaled by {rescaled['correction']['volume_ratio']:.4f} (B = {bulk:.0f} GPa)")
+        return None
+
+    def sample(self):
+        """Sample snapshots from the production part of the accepted MD and summarize this pressure."""
+        node = self.ctx.md
         label = pressure_label(self._pressure)
         kwargs = {}
         if self.inputs.variable_cell.value == "vc-relax":
             kwargs["variable_cell_trajectory"] = self.ctx.variable_cell_outputs["output_trajectory"]
+        if len(self.ctx.md_attempts) > 1:
+            kwargs["rejected_md_pressures_gpa"] = orm.List([pressure for _, pressure in self.ctx.md_attempts[:-1]])
         sampled = sample_snapshots(
             trajectory=node.outputs.trajectory,
             n_equilibration=self.inputs.nstep_equilibration,
@@ -279,11 +335,3 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         table = compression_table(metadata={"call_link_label": "summary_table"}, **self.ctx.summaries)
         self.out("summary_table", table)
 
-
-def _final_outputs(node) -> dict:
-    """Outputs of a variable-cell step; for a PwRelaxWorkChain that stopped without attaching them
-    (meta-convergence not reached), those of its last vc-relax."""
-    if "output_structure" not in node.outputs and "structure" not in node.outputs:
-        node = max((child for child in node.called if child.process_label == "PwBaseWorkChain"),
-                   key=lambda child: child.ctime)
-    return {key: node.outputs[key] for key in node.outputs}

@@ -60,6 +60,11 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                    help=f"pw.x ion_temperature: one of {', '.join(THERMOSTATS)}. NVT (berendsen) by default.")
         spec.input("thermostat_rise_steps", valid_type=orm.Int, default=lambda: orm.Int(10),
                    help="pw.x nraise: the thermostat's characteristic time in steps.")
+        spec.input("final_temperature_k", valid_type=orm.Float, required=False,
+                   help="A temperature ramp (K), e.g. a quench: the thermostat's target goes linearly from "
+                        "temperature_k at step 0 to final_temperature_k at step nstep. Each segment runs at the "
+                        "ramp's value at its last step, so nstep_per_segment sets how finely the ramp is stepped. "
+                        "md in a fixed cell with a rescaling thermostat only.")
         spec.input("pressure_gpa", valid_type=orm.Float, required=False,
                    help="When given, run vc-md (Parrinello–Rahman) at this PBE pressure in GPa instead of md.")
         spec.input("initial_velocities", valid_type=orm.ArrayData, required=False,
@@ -126,8 +131,9 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             builder[key] = orm.Float(inputs[key])
         builder.thermostat = orm.Str(inputs["thermostat"])
         builder.clean_workdir = orm.Bool(inputs.get("clean_workdir", False))
-        if inputs.get("pressure_gpa") is not None:
-            builder.pressure_gpa = orm.Float(inputs["pressure_gpa"])
+        for key in ("pressure_gpa", "final_temperature_k"):
+            if inputs.get(key) is not None:
+                builder[key] = orm.Float(inputs[key])
         return builder
 
     def validate_inputs(self):
@@ -153,6 +159,14 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                 reason=f"vc-md runs in one segment: pw.x 6.7 cannot restart vc-md (the restarted run stops "
                        f"without output) and cell velocities are not printed; set nstep_per_segment >= nstep "
                        f"({nstep}) or use md in a fixed cell.")
+        if "final_temperature_k" in self.inputs:
+            final = self.inputs.final_temperature_k.value
+            if final < 0 or "pressure_gpa" in self.inputs or self.inputs.thermostat.value == "not_controlled":
+                return self.exit_codes.ERROR_INVALID_THERMOSTAT.format(
+                    reason=f"final_temperature_k ({final} K) needs a value >= 0, md in a fixed cell (no "
+                           f"pressure_gpa) and a thermostat other than not_controlled; got thermostat "
+                           f"{self.inputs.thermostat.value}" + (", pressure_gpa given." if "pressure_gpa" in self.inputs
+                                                                else "."))
         if self.inputs.velocity_seed.value < 0:
             return self.exit_codes.ERROR_INVALID_PARAMETERS.format(
                 reason=f"velocity_seed must be an integer >= 0; got {self.inputs.velocity_seed.value}.")
@@ -222,7 +236,7 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         ions = parameters.setdefault("IONS", {})
         ions.update({
             "ion_temperature": "not_controlled" if self._needs_bridge() else self.inputs.thermostat.value,
-            "tempw": self.inputs.temperature_k.value,
+            "tempw": self._thermostat_temperature(nstep),
             "nraise": self.inputs.thermostat_rise_steps.value,
         })
         if "pressure_gpa" in self.inputs:
@@ -254,6 +268,16 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.report(f"launched segment {len(self.ctx.segments)} <{node.pk}>: {nstep} steps from step "
                     f"{self.ctx.steps_done} of {self.inputs.nstep.value}")
         return ToContext(segment=node)
+
+    def _thermostat_temperature(self, nstep: int) -> float:
+        """The thermostat target (K) of a segment of ``nstep`` steps from steps_done: temperature_k, or
+        the ramp to final_temperature_k evaluated at the segment's last step."""
+        start = self.inputs.temperature_k.value
+        if "final_temperature_k" not in self.inputs:
+            return start
+        total = self.inputs.nstep.value
+        end = min(self.ctx.steps_done + nstep, total)
+        return start + (self.inputs.final_temperature_k.value - start) * end / total
 
     @staticmethod
     def _inspect_calculation(calculation) -> tuple[int, int]:

@@ -146,3 +146,25 @@ def test_maxwell_boltzmann_velocities_are_seeded_at_the_temperature_without_drif
 def test_maxwell_boltzmann_velocities_name_the_bad_argument(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         dynamics.maxwell_boltzmann_velocities(**kwargs)
+
+
+def test_pressure_correction_ratio_moves_the_volume_the_right_way_and_clips():
+    from aiida_xesml.ml.dynamics import pressure_correction_ratio
+
+    assert pressure_correction_ratio(24.0, 20.0, 40.0) == pytest.approx(1.1)  # too high: expand by 4/40
+    assert pressure_correction_ratio(18.0, 20.0, 40.0) == pytest.approx(0.95)
+    assert pressure_correction_ratio(60.0, 20.0, 40.0) == pytest.approx(1.1)  # clipped to +10 %
+    assert pressure_correction_ratio(0.0, 20.0, 40.0, max_change=0.2) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="bulk_modulus_gpa"):
+        pressure_correction_ratio(1.0, 0.0, 0.0)
+
+
+def test_secant_bulk_modulus_recovers_a_linear_equation_of_state():
+    from aiida_xesml.ml.dynamics import secant_bulk_modulus
+
+    bulk, v0 = 60.0, 500.0
+    volumes = [v0, 0.99 * v0]
+    pressures = [-bulk * (v / v0 - 1) for v in volumes]
+    assert secant_bulk_modulus(volumes, pressures, 40.0) == pytest.approx(bulk, rel=0.01)
+    assert secant_bulk_modulus(volumes[:1], pressures[:1], 40.0) == 40.0
+    assert secant_bulk_modulus(volumes, [0.0, -5.0], 40.0) == 40.0  # a negative slope: noise, not a modulus

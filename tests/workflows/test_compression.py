@@ -103,3 +103,39 @@ def test_vc_md_variable_cell_step(compression_builder):
     mds = [c for c in node.called if c.process_label == "MdWorkChain"]
     assert len(mds) == 2 and sum("pressure_gpa" in c.inputs for c in mds) == 1
     assert results["p_10"]["summary"]["n_snapshots"] == 3
+
+
+def test_a_missed_pressure_is_corrected_by_scaling_the_cell(compression_builder, fast_pipeline):
+    """The fast protocol's MD (Γ only) measures far more than its vc-relax (a k-mesh) reached: the cell is scaled
+    towards the target once, and the MD in the scaled cell lands closer to it. The vc-relax and the first MD have
+    the inputs of the shared pipeline run's 0 GPa step, so they come from the session's cache."""
+    target, bulk = 0.0, 250.0  # rutile-type GeO2: B about 250 GPa
+    builder = compression_builder([target], max_cell_corrections=1, pressure_tolerance_gpa=0.1, bulk_modulus_gpa=bulk)
+    _, node = run_get_node(builder)
+    assert node.is_finished_ok, node.exit_message
+    first, second = called(node, "md_p_0"), called(node, "md_p_0_corrected_1")
+    rescale = called(node, "rescale_p_0_1")
+    assert second.inputs.structure.uuid == rescale.outputs.structure.uuid
+
+    def production_pressure(md):
+        """trace(stress)/3 plus the ideal-gas term N k_B T / V, over the production frames (GPa)."""
+        trajectory = md.outputs.trajectory
+        start = builder.nstep_equilibration.value
+        stress, temperature = trajectory.get_array("stress")[start:], trajectory.get_array("temperature")[start:]
+        volumes = np.abs(np.linalg.det(trajectory.get_array("cells")[start:]))
+        kinetic = len(trajectory.symbols) * 8.617333e-5 * temperature / volumes * 160.21766
+        return float(np.mean(np.trace(stress, axis1=1, axis2=2) / 3 + kinetic))
+
+    measured = production_pressure(first)
+    ratio = 1 + np.clip((measured - target) / bulk, -0.1, 0.1)
+    last = first.outputs.trajectory.get_step_structure(first.outputs.trajectory.numsteps - 1).get_ase()
+    assert abs(rescale.outputs.structure.get_ase().cell.volume / last.cell.volume - ratio) < 1e-9
+    results = node.outputs.p_0
+    summary = results.summary.get_dict()
+    assert summary["cell_corrections"] == 1
+    assert summary["rejected_md_pressures_gpa"] == pytest.approx([measured], abs=1e-6)
+    assert summary["pressure_gpa"] == pytest.approx(production_pressure(second), abs=1e-6)
+    assert abs(measured - target) > 5.0, "the uncorrected MD was expected to miss by more than 5 GPa"
+    assert abs(summary["pressure_gpa"] - target) < 0.5 * abs(measured - target)
+    np.testing.assert_allclose(results.trajectory.get_array("positions"),
+                               second.outputs.trajectory.get_array("positions")[builder.nstep_equilibration.value:])
