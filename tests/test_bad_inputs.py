@@ -511,7 +511,8 @@ CASES = [
          r"velocity_seed must be an integer >= 0; got -1"),
     Case("md-ramp-with-vc-md", "workchain",
          lambda e: _run(_md_builder(e, nstep=1, final_temperature_k=100.0, pressure_gpa=5.0)), 303,
-         r"final_temperature_k \(100.0 K\) needs .* md in a fixed cell \(no pressure_gpa\).*pressure_gpa given"),
+         r"final_temperature_k \(100.0 K\) needs .* md in a fixed cell \(no pressure_gpa\) and a thermostat that "
+         r"follows tempw \(berendsen, .*\); got thermostat berendsen, pressure_gpa given"),
     Case("amorphous-quench-warms", "workchain",
          lambda e: _run(_amorphous_builder(e, final_temperature_k=4000.0)), 301,
          r"need 0 <= final_temperature_k < melt_temperature_k; got 4000 K and 3000 K"),

@@ -13,7 +13,9 @@ EXPERIMENTAL_GLASS_DENSITY_G_CM3 = 3.66
 
 def _melt_summary(trajectory: orm.TrajectoryData) -> dict:
     """Mean temperature (K) and mean squared displacement (Å²) of Ge and O over the melt's second
-    half, where the liquid should diffuse; a value well under 1 Å² means the cell did not melt."""
+    half. In a liquid it grows in proportion to the time; in a solid it stays at the size of the
+    thermal vibrations. Over a hold of only 0.1 ps (the balanced protocol) the two are hard to tell
+    apart: compare runs, or hold longer."""
     frames = np.arange(trajectory.numsteps // 2, trajectory.numsteps)
     cells = trajectory.get_array("cells")
     squared = squared_displacements(trajectory.get_array("positions")[frames], cells[frames[0]])[-1]

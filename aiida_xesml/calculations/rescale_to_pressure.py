@@ -5,33 +5,49 @@ from aiida import orm
 from aiida.engine import calcfunction
 from ase.data import atomic_masses, atomic_numbers
 
-from aiida_xesml.ml.dynamics import md_summary, pressure_correction_ratio
+from aiida_xesml.ml.dynamics import md_summary, pressure_correction_ratio, secant_bulk_modulus
+
+
+def production_state(trajectory: orm.TrajectoryData, n_equilibration: int) -> tuple[float, float]:
+    """(mean volume Å³, mean PBE pressure GPa with the ions' kinetic term) over the frames from
+    ``n_equilibration`` on, as the per-pressure summary computes them."""
+    masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
+    summary = md_summary(trajectory.get_array("cells")[n_equilibration:], trajectory.get_array("stress")[n_equilibration:],
+                         trajectory.get_array("temperature")[n_equilibration:], masses)
+    return summary["volume_mean_a3"], summary["pressure_gpa"]
 
 
 @calcfunction
 def rescale_to_pressure(trajectory: orm.TrajectoryData, n_equilibration: orm.Int, target_pressure_gpa: orm.Float,
-                        bulk_modulus_gpa: orm.Float):
+                        bulk_modulus_gpa: orm.Float, previous_trajectory: orm.TrajectoryData | None = None):
     """Scale the last frame of ``trajectory`` so that the MD's pressure moves to the target.
 
     The measured pressure is the production average (frames from ``n_equilibration`` on) of the PBE
     pressure including the ions' kinetic term, as in the per-pressure summary. The volume changes by
-    :func:`~aiida_xesml.ml.dynamics.pressure_correction_ratio` with ``bulk_modulus_gpa`` (GPa); the
-    cell and all positions scale by its cube root (fractional coordinates kept).
+    :func:`~aiida_xesml.ml.dynamics.pressure_correction_ratio`. The bulk modulus is the secant of this
+    run and ``previous_trajectory`` (the MD before the last correction at the same target), when that
+    is given and gives a plausible value (:func:`~aiida_xesml.ml.dynamics.secant_bulk_modulus`), else
+    ``bulk_modulus_gpa`` (GPa). The cell and all positions scale by the cube root of the volume ratio
+    (fractional coordinates kept).
 
     Outputs ``structure`` (Å) and ``correction`` (Dict: measured and target pressure in GPa, the bulk
-    modulus used, the volume ratio, and the volumes before and after in Å³).
+    modulus used and where it came from, the volume ratio, and the volumes before and after in Å³).
     """
     start = n_equilibration.value
-    masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
-    measured = md_summary(trajectory.get_array("cells")[start:], trajectory.get_array("stress")[start:],
-                          trajectory.get_array("temperature")[start:], masses)["pressure_gpa"]
-    ratio = pressure_correction_ratio(measured, target_pressure_gpa.value, bulk_modulus_gpa.value)
+    volume_mean, measured = production_state(trajectory, start)
+    bulk, source = bulk_modulus_gpa.value, "input"
+    if previous_trajectory is not None:
+        previous = production_state(previous_trajectory, start)
+        secant = secant_bulk_modulus([previous[0], volume_mean], [previous[1], measured], default_gpa=float("nan"))
+        if np.isfinite(secant):
+            bulk, source = secant, "secant"
+    ratio = pressure_correction_ratio(measured, target_pressure_gpa.value, bulk)
     atoms = trajectory.get_step_structure(trajectory.numsteps - 1).get_ase()
     volume = float(atoms.cell.volume)
     atoms.set_cell(atoms.cell.array * ratio ** (1.0 / 3.0), scale_atoms=True)
     correction = {
         "measured_pressure_gpa": float(measured), "target_pressure_gpa": target_pressure_gpa.value,
-        "bulk_modulus_gpa": bulk_modulus_gpa.value, "volume_ratio": ratio,
+        "bulk_modulus_gpa": float(bulk), "bulk_modulus_source": source, "volume_ratio": ratio,
         "volume_before_a3": volume, "volume_after_a3": float(np.abs(atoms.cell.volume)),
     }
     return {"structure": orm.StructureData(ase=atoms), "correction": orm.Dict(correction)}

@@ -33,7 +33,7 @@ def _subset(trajectory: orm.TrajectoryData, indices: np.ndarray) -> orm.Trajecto
 def sample_snapshots(trajectory: orm.TrajectoryData, n_equilibration: orm.Int, stride: orm.Int,
                      cn_cutoff_angstrom: orm.Float, target_pressure_gpa: orm.Float,
                      variable_cell_trajectory: orm.TrajectoryData | None = None,
-                     rejected_md_pressures_gpa: orm.List | None = None):
+                     **corrections: orm.Dict):
     """Split off the production part (frames >= ``n_equilibration``) of an MD ``trajectory`` and
     sample every ``stride``-th frame of it (``stride`` 0: the energy autocorrelation time).
 
@@ -42,8 +42,9 @@ def sample_snapshots(trajectory: orm.TrajectoryData, n_equilibration: orm.Int, s
     measured PBE pressure (GPa, production average incl. the ions' kinetic term), temperature (K),
     density (g/cm³), mean first-shell Ge–O distance (Å), CN histogram, numbers of snapshots and Ge
     sites, and the pressure after the variable-cell step when its trajectory is given. With
-    ``rejected_md_pressures_gpa`` (the production pressures of earlier MD runs at this target, whose
-    cells were then scaled) it also records those and ``cell_corrections``, their number.
+    ``correction_<i>`` inputs (the ``correction`` outputs of ``rescale_to_pressure``, one per earlier MD
+    run at this target whose cell was then scaled) it also records their measured pressures
+    (``rejected_md_pressures_gpa``) and ``cell_corrections``, their number.
     """
     start = n_equilibration.value
     energy = trajectory.get_array("energy")
@@ -67,9 +68,9 @@ def sample_snapshots(trajectory: orm.TrajectoryData, n_equilibration: orm.Int, s
         "cn_cutoff_angstrom": cn_cutoff_angstrom.value,
         "pressure_note": "PBE pressure of this set-up (pseudopotentials, cutoffs), not an experimental one",
     })
-    rejected = rejected_md_pressures_gpa.get_list() if rejected_md_pressures_gpa is not None else []
-    summary["cell_corrections"] = len(rejected)
-    summary["rejected_md_pressures_gpa"] = [float(p) for p in rejected]
+    order = sorted(corrections, key=lambda key: int(key.rsplit("_", 1)[1]))
+    summary["cell_corrections"] = len(order)
+    summary["rejected_md_pressures_gpa"] = [float(corrections[key]["measured_pressure_gpa"]) for key in order]
     if variable_cell_trajectory is not None:
         stress = variable_cell_trajectory.get_array("stress")
         summary["variable_cell_pressure_gpa"] = float(pressure_from_stress(stress[-1:])[0])

@@ -103,7 +103,8 @@ def max_structure_factor(atoms: Atoms, q_max: float = 8.0) -> tuple[float, float
     atoms = _check_periodic(atoms)
     q_max = check_positive(q_max, "q_max")
     reciprocal = 2.0 * np.pi * np.asarray(atoms.cell.reciprocal())
-    limits = [int(np.ceil(q_max / np.linalg.norm(b))) for b in reciprocal]
+    # q = Σ n_i b_i has n_i = q·a_i / 2π, so |n_i| <= q_max |a_i| / 2π also in a sheared cell
+    limits = [int(np.ceil(q_max * np.linalg.norm(a) / (2.0 * np.pi))) for a in atoms.cell.array]
     grid = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in limits], indexing="ij"), axis=-1).reshape(-1, 3)
     q = grid @ reciprocal
     norms = np.linalg.norm(q, axis=1)

@@ -4,7 +4,7 @@ Three stages, each a child process:
 
 1. **melt**: ``xesml.md`` at ``melt_temperature_k`` in the fixed starting cell, from seeded
    Maxwell–Boltzmann velocities (``velocity_seed``), for ``nstep_melt`` steps. The summary measures
-   the mean squared displacement over its second half: a liquid moves its atoms by several Å.
+   the mean squared displacement over its second half (it grows with time in a liquid).
 2. **quench**: ``xesml.md`` from the melt's last frame and velocities, with the thermostat's target
    falling linearly from the melt temperature to ``final_temperature_k`` over ``nstep_quench`` steps
    (``final_temperature_k`` of xesml.md: one plateau per segment of ``md.nstep_per_segment`` steps).

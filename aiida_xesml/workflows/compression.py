@@ -16,12 +16,10 @@ from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
-from ase.data import atomic_masses, atomic_numbers
 
 from aiida_xesml.calculations.compression_table import compression_table
-from aiida_xesml.calculations.rescale_to_pressure import rescale_to_pressure
+from aiida_xesml.calculations.rescale_to_pressure import production_state, rescale_to_pressure
 from aiida_xesml.calculations.sample_snapshots import sample_snapshots
-from aiida_xesml.ml.dynamics import md_summary, secant_bulk_modulus
 from aiida_xesml.workflows.common import (
     KBAR_PER_GPA,
     PROTOCOL_DIR,
@@ -80,7 +78,8 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         )
         spec.expose_inputs(
             MdWorkChain, namespace="md",
-            exclude=("structure", "nstep", "pressure_gpa", "initial_velocities", "temperature_k", "clean_workdir"),
+            exclude=("structure", "nstep", "pressure_gpa", "initial_velocities", "temperature_k", "final_temperature_k",
+                     "clean_workdir"),
             namespace_options={"help": "Inputs of xesml.md for the NVT run (and the vc-md step) at each pressure."},
         )
         spec.outline(
@@ -243,16 +242,17 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
 
     def inspect_variable_cell(self):
         node = self.ctx.variable_cell
-        # PwRelaxWorkChain exits 401 when its meta-convergence (Pulay stress of the final SCF) is not
-        # reached in max_meta_convergence_iterations; the structure is still the best one found, and the
-        # summary reports the final SCF's pressure, so it is kept with a report.
+        # PwRelaxWorkChain exits 400 (ERROR_MAX_ITERATIONS_EXCEEDED) when its meta-convergence (Pulay stress of
+        # the final SCF) is not reached in max_meta_convergence_iterations; the structure is still the best one
+        # found, and the summary reports the final SCF's pressure, so it is kept with a report.
         if node.exit_status == PwRelaxWorkChain.exit_codes.ERROR_MAX_ITERATIONS_EXCEEDED.status:
             self.report(f"vc-relax at {self._pressure:g} GPa: Pulay-stress meta-convergence not reached; keeping the "
                         "last structure (see the summary's variable_cell_pressure_gpa)")
         elif not node.is_finished_ok:
             return self.exit_codes.ERROR_VARIABLE_CELL_FAILED.format(pressure=self._pressure, status=node.exit_status)
         self.ctx.variable_cell_outputs = final_relax_outputs(node)
-        self.ctx.md_attempts = []  # (mean volume Å³, production pressure GPa) of each MD at this pressure
+        self.ctx.md_attempts = []  # the MD runs at this pressure, in order
+        self.ctx.corrections = []  # rescale_to_pressure's `correction` outputs, in order
         self.ctx.md_accepted = False
         self.ctx.structure = self.ctx.variable_cell_outputs.get("output_structure") or self.ctx.variable_cell_outputs["structure"]
         return None
@@ -281,26 +281,29 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_MD_FAILED.format(pressure=self._pressure, status=node.exit_status)
         trajectory = node.outputs.trajectory
-        start = self.inputs.nstep_equilibration.value
-        masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
-        summary = md_summary(trajectory.get_array("cells")[start:], trajectory.get_array("stress")[start:],
-                             trajectory.get_array("temperature")[start:], masses)
-        self.ctx.md_attempts.append((summary["volume_mean_a3"], summary["pressure_gpa"]))
-        miss = summary["pressure_gpa"] - self._pressure
+        _, measured = production_state(trajectory, self.inputs.nstep_equilibration.value)
+        self.ctx.md_attempts.append(node)
+        miss = measured - self._pressure
         corrections_done = len(self.ctx.md_attempts) - 1
         if abs(miss) <= self.inputs.pressure_tolerance_gpa.value or \
                 corrections_done >= self.inputs.max_cell_corrections.value:
             self.ctx.md_accepted = True
+            if abs(miss) > self.inputs.pressure_tolerance_gpa.value and self.inputs.max_cell_corrections.value > 0:
+                self.report(f"pressure {self._pressure:g} GPa: the MD measured {measured:.2f} GPa after "
+                            f"{corrections_done} cell correction(s), still more than "
+                            f"{self.inputs.pressure_tolerance_gpa.value:g} GPa off; keeping it")
             return None
-        volumes, pressures = zip(*self.ctx.md_attempts)
-        bulk = secant_bulk_modulus(volumes, pressures, self.inputs.bulk_modulus_gpa.value)
+        kwargs = {"previous_trajectory": self.ctx.md_attempts[-2].outputs.trajectory} if corrections_done else {}
         rescaled = rescale_to_pressure(
             trajectory=trajectory, n_equilibration=self.inputs.nstep_equilibration,
-            target_pressure_gpa=orm.Float(self._pressure), bulk_modulus_gpa=orm.Float(bulk),
-            metadata={"call_link_label": f"rescale_{pressure_label(self._pressure)}_{corrections_done + 1}"})
+            target_pressure_gpa=orm.Float(self._pressure), bulk_modulus_gpa=self.inputs.bulk_modulus_gpa,
+            metadata={"call_link_label": f"rescale_{pressure_label(self._pressure)}_{corrections_done + 1}"}, **kwargs)
         self.ctx.structure = rescaled["structure"]
-        self.report(f"pressure {self._pressure:g} GPa: the MD measured {summary['pressure_gpa']:.2f} GPa; volume "
-                    f"scaled by {rescaled['correction']['volume_ratio']:.4f} (B = {bulk:.0f} GPa)")
+        self.ctx.corrections.append(rescaled["correction"])
+        correction = rescaled["correction"].get_dict()
+        self.report(f"pressure {self._pressure:g} GPa: the MD measured {measured:.2f} GPa; volume scaled by "
+                    f"{correction['volume_ratio']:.4f} (B = {correction['bulk_modulus_gpa']:.0f} GPa, "
+                    f"{correction['bulk_modulus_source']})")
         return None
 
     def sample(self):
@@ -310,8 +313,8 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         kwargs = {}
         if self.inputs.variable_cell.value == "vc-relax":
             kwargs["variable_cell_trajectory"] = self.ctx.variable_cell_outputs["output_trajectory"]
-        if len(self.ctx.md_attempts) > 1:
-            kwargs["rejected_md_pressures_gpa"] = orm.List([pressure for _, pressure in self.ctx.md_attempts[:-1]])
+        for index, correction in enumerate(self.ctx.corrections):
+            kwargs[f"correction_{index + 1}"] = correction
         sampled = sample_snapshots(
             trajectory=node.outputs.trajectory,
             n_equilibration=self.inputs.nstep_equilibration,

@@ -31,6 +31,8 @@ from aiida_xesml.workflows.common import (
 
 # pw.x ion_temperature choices that give a canonical-like (NVT) run, plus no control at all.
 THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v", "rescale-T", "not_controlled")
+# Thermostats that drive the ions towards tempw, so that a ramp of tempw is followed (rescale-T ignores tempw).
+RAMP_THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v")
 # pw.x exit codes after which a segment is continued from its last good frame.
 ELECTRONIC_FAILURES = (410, 500, 510)  # electronic convergence failed (alone or inside the ionic cycle)
 MIXING_REDUCTION = 0.7
@@ -64,7 +66,7 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                    help="A temperature ramp (K), e.g. a quench: the thermostat's target goes linearly from "
                         "temperature_k at step 0 to final_temperature_k at step nstep. Each segment runs at the "
                         "ramp's value at its last step, so nstep_per_segment sets how finely the ramp is stepped. "
-                        "md in a fixed cell with a rescaling thermostat only.")
+                        "md in a fixed cell with a thermostat that follows tempw only.")
         spec.input("pressure_gpa", valid_type=orm.Float, required=False,
                    help="When given, run vc-md (Parrinello–Rahman) at this PBE pressure in GPa instead of md.")
         spec.input("initial_velocities", valid_type=orm.ArrayData, required=False,
@@ -161,12 +163,12 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                        f"({nstep}) or use md in a fixed cell.")
         if "final_temperature_k" in self.inputs:
             final = self.inputs.final_temperature_k.value
-            if final < 0 or "pressure_gpa" in self.inputs or self.inputs.thermostat.value == "not_controlled":
+            if final < 0 or "pressure_gpa" in self.inputs or self.inputs.thermostat.value not in RAMP_THERMOSTATS:
                 return self.exit_codes.ERROR_INVALID_THERMOSTAT.format(
                     reason=f"final_temperature_k ({final} K) needs a value >= 0, md in a fixed cell (no "
-                           f"pressure_gpa) and a thermostat other than not_controlled; got thermostat "
-                           f"{self.inputs.thermostat.value}" + (", pressure_gpa given." if "pressure_gpa" in self.inputs
-                                                                else "."))
+                           f"pressure_gpa) and a thermostat that follows tempw ({', '.join(RAMP_THERMOSTATS)}); got "
+                           f"thermostat {self.inputs.thermostat.value}" + (", pressure_gpa given." if "pressure_gpa" in
+                                                                            self.inputs else "."))
         if self.inputs.velocity_seed.value < 0:
             return self.exit_codes.ERROR_INVALID_PARAMETERS.format(
                 reason=f"velocity_seed must be an integer >= 0; got {self.inputs.velocity_seed.value}.")

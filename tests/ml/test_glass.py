@@ -109,3 +109,19 @@ def test_squared_displacements_follow_atoms_across_the_boundary():
 def test_non_atoms_are_refused(bad):
     with pytest.raises(ValueError, match="atoms"):
         pair_distribution(bad)
+
+
+def test_max_structure_factor_sees_every_wave_vector_of_a_sheared_cell():
+    """Against a brute-force search over a grid far larger than needed (a cell with γ = 150°)."""
+    from ase import Atoms
+
+    for seed in range(5):
+        atoms = Atoms("Ge4O8", scaled_positions=np.random.default_rng(seed).random((12, 3)),
+                      cell=[5.0, 5.0, 10.0, 90.0, 90.0, 150.0], pbc=True)
+        reciprocal = 2 * np.pi * np.asarray(atoms.cell.reciprocal())
+        grid = np.stack(np.meshgrid(*[np.arange(-30, 31)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+        q = grid @ reciprocal
+        norms = np.linalg.norm(q, axis=1)
+        q = q[(norms > 1e-9) & (norms <= 8.0)]
+        s = np.abs(np.exp(1j * q @ atoms.positions.T).sum(axis=1)) ** 2 / len(atoms) ** 2
+        assert max_structure_factor(atoms, q_max=8.0)[0] == pytest.approx(s.max(), rel=1e-12)
