@@ -37,7 +37,7 @@ from aiida_xesml.workflows.common import (
     final_relax_outputs,
     vc_relax_inputs,
 )
-from aiida_xesml.workflows.md import MdWorkChain
+from aiida_xesml.workflows.md import RAMP_THERMOSTATS, MdWorkChain
 
 #: PwCalculation exit statuses of a vc-relax that stopped unconverged with a usable output structure: the
 #: ionic cycle not converged, converged except in the final SCF, out of steps, interrupted, BFGS history reset.
@@ -155,9 +155,11 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         if self.inputs.velocity_seed.value < 0:
             return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
                 reason=f"velocity_seed must be an integer >= 0; got {self.inputs.velocity_seed.value}.")
-        if self.inputs.md.thermostat.value == "not_controlled":
+        thermostat = self.inputs.md.thermostat.value
+        if thermostat not in RAMP_THERMOSTATS:  # the quench's ramp needs one; refuse it before the melt runs
             return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
-                reason="md.thermostat is not_controlled; a melt and a quench need a thermostat (e.g. berendsen).")
+                reason=f"md.thermostat is {thermostat}; a melt and a quench need a thermostat that follows tempw "
+                       f"({', '.join(RAMP_THERMOSTATS)}).")
         reason = check_structure(self.inputs.structure)
         if reason:
             return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
