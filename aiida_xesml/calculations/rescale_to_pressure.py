@@ -3,18 +3,9 @@
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
-from ase.data import atomic_masses, atomic_numbers
 
-from aiida_xesml.ml.dynamics import md_summary, pressure_correction_ratio, secant_bulk_modulus
-
-
-def production_state(trajectory: orm.TrajectoryData, n_equilibration: int) -> tuple[float, float]:
-    """(mean volume Å³, mean PBE pressure GPa with the ions' kinetic term) over the frames from
-    ``n_equilibration`` on, as the per-pressure summary computes them."""
-    masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
-    summary = md_summary(trajectory.get_array("cells")[n_equilibration:], trajectory.get_array("stress")[n_equilibration:],
-                         trajectory.get_array("temperature")[n_equilibration:], masses)
-    return summary["volume_mean_a3"], summary["pressure_gpa"]
+from aiida_xesml.calculations.sample_snapshots import production_summary
+from aiida_xesml.ml.dynamics import pressure_correction_ratio, secant_bulk_modulus
 
 
 @calcfunction
@@ -34,11 +25,13 @@ def rescale_to_pressure(trajectory: orm.TrajectoryData, n_equilibration: orm.Int
     modulus used and where it came from, the volume ratio, and the volumes before and after in Å³).
     """
     start = n_equilibration.value
-    volume_mean, measured = production_state(trajectory, start)
+    current = production_summary(trajectory, start)
+    volume_mean, measured = current["volume_mean_a3"], current["pressure_gpa"]
     bulk, source = bulk_modulus_gpa.value, "input"
     if previous_trajectory is not None:
-        previous = production_state(previous_trajectory, start)
-        secant = secant_bulk_modulus([previous[0], volume_mean], [previous[1], measured], default_gpa=float("nan"))
+        previous = production_summary(previous_trajectory, start)
+        secant = secant_bulk_modulus([previous["volume_mean_a3"], volume_mean], [previous["pressure_gpa"], measured],
+                                     default_gpa=float("nan"))
         if np.isfinite(secant):
             bulk, source = secant, "secant"
     ratio = pressure_correction_ratio(measured, target_pressure_gpa.value, bulk)

@@ -9,6 +9,16 @@ from aiida_xesml.ml.dynamics import choose_stride, md_summary, pressure_from_str
 from aiida_xesml.ml.ensemble import ensemble_statistics
 
 
+def production_summary(trajectory: orm.TrajectoryData, n_equilibration: int) -> dict:
+    """:func:`~aiida_xesml.ml.dynamics.md_summary` of the frames from ``n_equilibration`` on: the
+    measured PBE pressure (GPa, with the ions' kinetic term), temperature, volume and density of a
+    pressure's production run, as its summary and the cell correction read them."""
+    masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
+    frames = slice(n_equilibration, None)
+    return md_summary(trajectory.get_array("cells")[frames], trajectory.get_array("stress")[frames],
+                      trajectory.get_array("temperature")[frames], masses)
+
+
 def _subset(trajectory: orm.TrajectoryData, indices: np.ndarray) -> orm.TrajectoryData:
     """A new TrajectoryData with the frames ``indices`` of ``trajectory`` (all per-frame arrays)."""
     subset = orm.TrajectoryData()
@@ -54,9 +64,7 @@ def sample_snapshots(trajectory: orm.TrajectoryData, n_equilibration: orm.Int, s
     production = _subset(trajectory, production_indices)
     snapshots = _subset(trajectory, snapshot_indices)
 
-    masses = atomic_masses[[atomic_numbers[symbol] for symbol in trajectory.symbols]]
-    summary = md_summary(production.get_array("cells"), production.get_array("stress"),
-                         production.get_array("temperature"), masses)
+    summary = production_summary(trajectory, start)
     atoms = [snapshots.get_step_structure(i).get_ase() for i in range(snapshots.numsteps)]
     summary.update(ensemble_statistics(atoms, cutoff=cn_cutoff_angstrom.value))
     summary.update({

@@ -18,8 +18,8 @@ from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
 from aiida_xesml.calculations.compression_table import compression_table
-from aiida_xesml.calculations.rescale_to_pressure import production_state, rescale_to_pressure
-from aiida_xesml.calculations.sample_snapshots import sample_snapshots
+from aiida_xesml.calculations.rescale_to_pressure import rescale_to_pressure
+from aiida_xesml.calculations.sample_snapshots import production_summary, sample_snapshots
 from aiida_xesml.workflows.common import (
     KBAR_PER_GPA,
     PROTOCOL_DIR,
@@ -281,7 +281,7 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         if not node.is_finished_ok:
             return self.exit_codes.ERROR_MD_FAILED.format(pressure=self._pressure, status=node.exit_status)
         trajectory = node.outputs.trajectory
-        _, measured = production_state(trajectory, self.inputs.nstep_equilibration.value)
+        measured = production_summary(trajectory, self.inputs.nstep_equilibration.value)["pressure_gpa"]
         self.ctx.md_attempts.append(node)
         miss = measured - self._pressure
         corrections_done = len(self.ctx.md_attempts) - 1
