@@ -51,6 +51,7 @@ import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MANIFEST = DATA_DIR / "MANIFEST.json"
+PART_DIR = DATA_DIR / "glass-parts"  # finished melts and quenches, for a later sitting to continue from
 STAGE_EXTRA = "xesml_reference_stage"
 SPECTRUM_PROTOCOL = "balanced"  # Γ, 30/180 Ry, nosym, SCF from atomic wavefunctions
 ONE_PROCESS = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}
@@ -168,8 +169,8 @@ def find_stage(key: str):
     return found
 
 
-def wait(node, what: str, poll: float = 15.0):
-    """Block until ``node`` terminates; print progress."""
+def wait(node, what: str, poll: float = 15.0, on_poll=None):
+    """Block until ``node`` terminates; print progress; call ``on_poll(node)`` every ``poll`` seconds."""
     from aiida import orm
 
     last = 0.0
@@ -177,18 +178,23 @@ def wait(node, what: str, poll: float = 15.0):
         if time.monotonic() - last > 300:
             print(f"  waiting for {what} <{node.pk}> ({datetime.now():%H:%M})", flush=True)
             last = time.monotonic()
+        if on_poll is not None:
+            on_poll(orm.load_node(node.pk))
         time.sleep(poll)
     node = orm.load_node(node.pk)
+    if on_poll is not None:
+        on_poll(node)
     print(f"  {what} <{node.pk}>: {node.process_state.value}, exit {node.exit_status} {node.exit_message or ''}",
           flush=True)
     return node
 
 
-def run_stage(key: str, build, accept=(0,)):
+def run_stage(key: str, build, accept=(0,), on_poll=None):
     """Submit ``build()`` once for stage ``key`` (unless a finished or running node exists) and wait.
 
     A node that ended with an exit status in ``accept`` counts as done (xesml.spectra's 410: some
     snapshots failed, the others are in the outputs). Anything else is resubmitted on the next run.
+    ``on_poll(node)`` is called while waiting and once at the end.
     """
     from aiida.engine import submit
 
@@ -203,7 +209,7 @@ def run_stage(key: str, build, accept=(0,)):
     elif node.is_terminated:
         print(f"stage {key}: done <{node.pk}> (exit {node.exit_status})")
         return node
-    node = wait(node, key)
+    node = wait(node, key, on_poll=on_poll)
     if node.exit_status not in accept:
         raise SystemExit(f"stage {key} failed: <{node.pk}> exit {node.exit_status}: {node.exit_message}")
     return node
@@ -239,8 +245,67 @@ def crystal_stage(name: str, config: dict, codes):
     return run_stage(f"{name}/crystals", build, accept=(0, 410))
 
 
+def glass_part_archive(key: str) -> Path:
+    """Where the finished melt or quench of stage ``key`` (``<data set>/glass/melt``) is kept."""
+    return PART_DIR / f"{key.replace('/', '-')}.aiida"
+
+
+def glass_part(key: str):
+    """The finished xesml.md of a glass part (melt or quench) in this profile, imported from its archive
+    (made by an earlier sitting) when the profile lacks it; None if there is none."""
+    from aiida.tools.archive import import_archive
+
+    node = find_stage(key)
+    if node is None and glass_part_archive(key).is_file():
+        print(f"stage {key}: importing {glass_part_archive(key).name}", flush=True)
+        import_archive(glass_part_archive(key))
+        node = find_stage(key)
+    return node if node is not None and node.is_finished_ok else None
+
+
+def export_glass_parts(name: str, glass):
+    """Archive each finished melt or quench of ``glass`` once, so that a later sitting can start from it.
+
+    The archive holds the xesml.md run, its pw.x calculations and their inputs and outputs, but not the
+    xesml.amorphous that called it (it is still running); the manifest records its checksum.
+    """
+    from aiida.common.links import LinkType
+    from aiida.tools.archive import create_archive
+
+    from aiida_xesml.ml.reference_data import sha256
+
+    for part in ("melt", "quench"):
+        key = f"{name}/glass/{part}"
+        path = glass_part_archive(key)
+        called = glass.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter=part).all_nodes()
+        if path.is_file() or not called or not called[0].is_finished_ok:
+            continue
+        md = called[0]
+        md.base.extras.set(STAGE_EXTRA, key)
+        PART_DIR.mkdir(parents=True, exist_ok=True)
+        create_archive([md], filename=path, include_authinfos=False, call_calc_backward=False,
+                       call_work_backward=False)
+        manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"format": 1, "datasets": {}}
+        manifest.setdefault("glass_parts", {})[key] = {
+            "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
+            "archive_bytes": path.stat().st_size, "process_uuid": md.uuid,
+            "nstep": int(md.inputs.nstep.value), "temperature_k": float(md.inputs.temperature_k.value),
+            "final_temperature_k": float(md.inputs.final_temperature_k.value)
+            if "final_temperature_k" in md.inputs else None,
+            "wall_seconds": (md.mtime - md.ctime).total_seconds(),
+            "code": code_version(), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        print(f"stage {key}: exported <{md.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
 def glass_stage(name: str, config: dict, codes):
-    """The melt-quench (xesml.amorphous) of a random network: the glass that the compression starts from."""
+    """The melt-quench (xesml.amorphous) of a random network: the glass that the compression starts from.
+
+    The melt and the quench take hours each at 48 atoms. Each is archived when it finishes
+    (examples/data/glass-parts), and a later run of this script starts the glass from the parts it
+    finds there (``from_melt``/``from_quench`` of xesml.amorphous) instead of running them again.
+    """
     from aiida import orm
 
     from aiida_xesml.ml.structures import random_network
@@ -249,13 +314,24 @@ def glass_stage(name: str, config: dict, codes):
     settings = config["glass"]
 
     def build():
-        atoms = random_network(settings["n_ge"], density=settings["density"], seed=settings["seed"])
-        builder = AmorphousWorkChain.get_builder_from_protocol(codes["pw"], orm.StructureData(ase=atoms),
-                                                               protocol=settings["protocol"], options=TWO_PROCESSES)
+        melt, quench = glass_part(f"{name}/glass/melt"), glass_part(f"{name}/glass/quench")
+        if melt is not None:  # the same random network, as the very node the melt started from
+            structure = melt.inputs.structure
+        else:
+            atoms = random_network(settings["n_ge"], density=settings["density"], seed=settings["seed"])
+            structure = orm.StructureData(ase=atoms)
+        builder = AmorphousWorkChain.get_builder_from_protocol(codes["pw"], structure, protocol=settings["protocol"],
+                                                               options=TWO_PROCESSES)
+        if melt is not None:
+            builder.from_melt = {key: melt.outputs[key] for key in ("trajectory", "structure", "velocities")}
+            print(f"  starting from the melt <{melt.pk}>", flush=True)
+            if quench is not None:
+                builder.from_quench = {key: quench.outputs[key] for key in ("trajectory", "structure")}
+                print(f"  starting from the quench <{quench.pk}>", flush=True)
         builder.metadata.label = f"{name}/glass"
         return builder
 
-    node = run_stage(f"{name}/glass", build)
+    node = run_stage(f"{name}/glass", build, on_poll=lambda glass: export_glass_parts(name, glass))
     summary = node.outputs.summary.get_dict()
     print(f"  glass: density {summary['density_g_cm3']:.3f} g/cm3, CN {summary['cn_histogram']}, "
           f"largest S(q)/N {summary['max_structure_factor_per_atom']:.3f}")

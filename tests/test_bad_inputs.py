@@ -260,6 +260,24 @@ def _amorphous_builder(e, **overrides):
                                                         overrides=overrides)
 
 
+def _amorphous_from_other_melt(e):
+    """A melt given from a cell 5 % larger than the structure's."""
+    atoms = e["structure"].get_ase()
+    atoms.set_cell(atoms.cell[:] * 1.05, scale_atoms=True)
+    velocities = orm.ArrayData()
+    velocities.set_array("velocities", np.zeros((len(atoms), 3)))
+    builder = _amorphous_builder(e)
+    builder.from_melt = {"trajectory": e["trajectory"], "structure": orm.StructureData(ase=atoms),
+                         "velocities": velocities}
+    return _run(builder)
+
+
+def _amorphous_quench_without_melt(e):
+    builder = _amorphous_builder(e)
+    builder.from_quench = {"trajectory": e["trajectory"], "structure": e["structure"]}
+    return _run(builder)
+
+
 def _compression_builder(e, pressures=(0.0,), protocol_pressures=False, **inputs):
     """A fast compression builder; ``pressures`` set on the builder, or passed to get_builder_from_protocol."""
     from aiida_xesml.workflows.compression import CompressionWorkChain
@@ -521,6 +539,10 @@ CASES = [
     Case("amorphous-no-thermostat", "workchain",
          lambda e: _run(_amorphous_builder(e, md={"thermostat": "not_controlled"})), 301,
          r"md.thermostat is not_controlled; a melt and a quench need a thermostat"),
+    Case("amorphous-quench-without-melt", "workchain", _amorphous_quench_without_melt, 301,
+         r"from_quench is given without from_melt; give the melt it was quenched from as well"),
+    Case("amorphous-melt-of-another-cell", "workchain", _amorphous_from_other_melt, 302,
+         r"from_melt.structure has another cell than structure \(the melt and quench keep the cell\)"),
     Case("compression-negative-pressure", "workchain",
          lambda e: _run(_compression_builder(e, pressures=[-5.0, 10.0])), 301, r"negative pressures \[-5.0\] GPa"),
     Case("compression-builder-inf-pressure", "workchain",
@@ -693,10 +715,10 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 105
+N_CASES = 107
 
 
-def test_the_table_has_its_105_cases_across_every_surface():
+def test_the_table_has_its_107_cases_across_every_surface():
     counts = Counter(case.surface for case in CASES)
     assert set(counts) == set(SURFACES), counts
     assert len(CASES) == N_CASES

@@ -1,4 +1,5 @@
-"""``aiida-xesml launch``: run or submit xesml.compression, xesml.spectra, xesml.analysis or xesml.pipeline."""
+"""``aiida-xesml launch``: run or submit xesml.amorphous, xesml.compression, xesml.spectra, xesml.analysis or
+xesml.pipeline."""
 
 import math
 import re
@@ -9,10 +10,12 @@ import click
 from aiida_xesml.cli import cli
 from aiida_xesml.cli.common import load_node_of_type, load_profile_of
 
-WORKFLOWS = ("compression", "spectra", "analysis", "pipeline")
-NEEDS_STRUCTURE = ("compression", "spectra", "pipeline")
+WORKFLOWS = ("amorphous", "compression", "spectra", "analysis", "pipeline")
+NEEDS_STRUCTURE = ("amorphous", "compression", "spectra", "pipeline")
 NEEDS_PRESSURES = ("compression", "pipeline")
-BUILTINS = ("rutile", "quartz")
+BUILTINS = ("rutile", "quartz", "network")
+#: ``--builtin network``: the start of a melt-quench, 16 GeO2 placed at random at the a-GeO2 density (g/cm³).
+NETWORK_GE, NETWORK_DENSITY, NETWORK_SEED = 16, 3.66, 0
 
 
 def parse_pressures(text: str) -> list[float]:
@@ -60,14 +63,19 @@ def read_structure(path: Path):
 
 
 def builtin_structure(name: str, repeats=(1, 1, 1)):
-    """The built-in rutile- or quartz-type GeO2 cell repeated ``repeats`` times."""
+    """The built-in rutile- or quartz-type GeO2 cell repeated ``repeats`` times, or the random network
+    (48 atoms at 3.66 g/cm³, seed 0) that a melt-quench starts from."""
     from aiida_xesml.ml.limits import check_atom_count
-    from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2, supercell
+    from aiida_xesml.ml.structures import quartz_geo2, random_network, rutile_geo2, supercell
 
     if name not in BUILTINS:
         raise ValueError(f"unknown built-in structure {name!r}; choose from {', '.join(BUILTINS)}")
     if len(repeats) != 3 or any(int(n) < 1 for n in repeats):
         raise ValueError(f"--supercell repeats must be three positive integers; got {tuple(repeats)}")
+    if name == "network":
+        if tuple(int(n) for n in repeats) != (1, 1, 1):
+            raise ValueError("--builtin network is a 48-atom random network, not repeated: leave --supercell at 1 1 1")
+        return random_network(NETWORK_GE, density=NETWORK_DENSITY, seed=NETWORK_SEED)
     base = rutile_geo2() if name == "rutile" else quartz_geo2()
     n_atoms = len(base) * math.prod(int(n) for n in repeats)
     check_atom_count(n_atoms, f"--builtin {name} --supercell {' '.join(str(int(n)) for n in repeats)}")
@@ -76,9 +84,9 @@ def builtin_structure(name: str, repeats=(1, 1, 1)):
 
 def build_builder(workflow: str, protocol: str = "balanced", structure=None, pressures=None, pw_code=None,
                   projwfc_code=None, spectra=None, snapshots=None):
-    """The builder of ``workflow`` ('compression', 'spectra', 'analysis', 'pipeline') at ``protocol``.
+    """The builder of ``workflow`` ('amorphous', 'compression', 'spectra', 'analysis', 'pipeline') at ``protocol``.
 
-    ``structure``: StructureData (compression, spectra, pipeline); ``pressures``: GPa (compression,
+    ``structure``: StructureData (amorphous, compression, spectra, pipeline); ``pressures``: GPa (compression,
     pipeline); ``pw_code``, ``projwfc_code``: codes or labels; ``spectra`` (XesSpectraData) and
     ``snapshots`` (TrajectoryData, or a list/dict of StructureData) for analysis.
     """
@@ -88,6 +96,10 @@ def build_builder(workflow: str, protocol: str = "balanced", structure=None, pre
         raise ValueError(f"`{workflow}` needs a structure")
     if workflow in NEEDS_PRESSURES and not pressures:
         raise ValueError(f"`{workflow}` needs pressures (GPa)")
+    if workflow == "amorphous":
+        from aiida_xesml.workflows.amorphous import AmorphousWorkChain
+
+        return AmorphousWorkChain.get_builder_from_protocol(pw_code, structure, protocol=protocol)
     if workflow == "compression":
         from aiida_xesml.workflows.compression import CompressionWorkChain
 
@@ -144,7 +156,8 @@ def _show_reconstruction(node) -> None:
 @click.option("--structure", "structure_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Structure file with a cell (any ASE-readable format: .cif, extended .xyz, POSCAR, ...); "
                    "at most 10 MB and 1000 atoms.")
-@click.option("--builtin", type=click.Choice(BUILTINS), default=None, help="A built-in GeO2 cell instead of --structure.")
+@click.option("--builtin", type=click.Choice(BUILTINS), default=None,
+              help="A built-in GeO2 cell instead of --structure (network: 48 atoms at random, to melt-quench).")
 @click.option("--supercell", nargs=3, type=int, default=(1, 1, 1), show_default=True, metavar="NA NB NC",
               help="Repeats of the built-in cell.")
 @click.option("--pressures", default="0 15 30", show_default=True, help="Pressures in GPa (compression, pipeline).")
@@ -157,10 +170,11 @@ def _show_reconstruction(node) -> None:
 @click.pass_context
 def cmd_launch(ctx, workflow, protocol, structure_file, builtin, supercell, pressures, pw_code, projwfc_code,
                spectra_pk, snapshots_pk, daemon):
-    """Run (or with --daemon submit) WORKFLOW: compression, spectra, analysis or pipeline.
+    """Run (or with --daemon submit) WORKFLOW: amorphous, compression, spectra, analysis or pipeline.
 
     \b
     Examples:
+        aiida-xesml launch amorphous --builtin network --daemon
         aiida-xesml launch compression --builtin rutile --supercell 2 2 1 --pressures "0 15 30" --daemon
         aiida-xesml launch spectra --structure GeO2.cif --protocol fast
         aiida-xesml launch analysis --spectra 123 --snapshots 124 --protocol fast
@@ -171,7 +185,8 @@ def cmd_launch(ctx, workflow, protocol, structure_file, builtin, supercell, pres
     try:
         if workflow in NEEDS_STRUCTURE:
             if (structure_file is None) == (builtin is None):
-                raise ValueError(f"`{workflow}` needs exactly one of --structure FILE or --builtin rutile|quartz")
+                raise ValueError(f"`{workflow}` needs exactly one of --structure FILE or --builtin "
+                                 f"{'|'.join(BUILTINS)}")
             atoms = read_structure(structure_file) if structure_file else builtin_structure(builtin, supercell)
         if workflow in NEEDS_PRESSURES:
             pressure_values = parse_pressures(pressures)

@@ -16,13 +16,21 @@ Three stages, each a child process:
 
 The melt and quench run in the cell of ``structure``: start from a cell near the glass density
 (e.g. :func:`aiida_xesml.ml.structures.random_network` at 3.66 g/cm³), not from a dense crystal.
+
+A melt-quench of 48 atoms takes hours on a workstation, longer than one sitting of a machine that
+does not keep its processes. Stages finished earlier can therefore be given instead of run again:
+``from_melt`` (the melt's trajectory, last frame and velocities, e.g. imported from an archive of
+an earlier run) skips the melt, and ``from_quench`` as well skips the quench. The given nodes are
+inputs of this run and reappear in its outputs, so the provenance of the glass reaches back through
+them to the run that made them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain
+from aiida.engine import ToContext, WorkChain, if_
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.relax import PwRelaxWorkChain
 
@@ -71,6 +79,18 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                    help="Ge-O distance (Å) within which an O counts as a neighbour in the summary.")
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False),
                    help="Clean the remote folders of all calculations at the end.")
+        spec.input_namespace("from_melt", required=False, populate_defaults=False,
+                             help="A finished melt of this structure to quench instead of melting again (outputs "
+                                  "of an earlier xesml.amorphous's or xesml.md's run at melt_temperature_k).")
+        spec.input("from_melt.trajectory", valid_type=orm.TrajectoryData, help="The melt's trajectory.")
+        spec.input("from_melt.structure", valid_type=orm.StructureData, help="The melt's last frame (Å).")
+        spec.input("from_melt.velocities", valid_type=orm.ArrayData,
+                   help="Velocities at the melt's last frame (array `velocities`, Å/fs).")
+        spec.input_namespace("from_quench", required=False, populate_defaults=False,
+                             help="A finished quench of from_melt to relax instead of quenching again; needs "
+                                  "from_melt (the summary reads the melt).")
+        spec.input("from_quench.trajectory", valid_type=orm.TrajectoryData, help="The quench's trajectory.")
+        spec.input("from_quench.structure", valid_type=orm.StructureData, help="The quench's last frame (Å).")
         spec.expose_inputs(MdWorkChain, namespace="md", exclude=_MD_SET_HERE, namespace_options={
             "help": "Inputs of xesml.md for the melt and the quench (pw.x settings, time step, thermostat, "
                     "nstep_per_segment, which is also the length of each plateau of the quench)."})
@@ -79,10 +99,14 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                                                       "CELL.press is set from pressure_gpa."})
         spec.outline(
             cls.validate_inputs,
-            cls.run_melt,
-            cls.inspect_melt,
-            cls.run_quench,
-            cls.inspect_quench,
+            if_(cls.should_run_melt)(
+                cls.run_melt,
+                cls.inspect_melt,
+            ),
+            if_(cls.should_run_quench)(
+                cls.run_quench,
+                cls.inspect_quench,
+            ),
             cls.run_relax,
             cls.inspect_relax,
             cls.results,
@@ -160,14 +184,63 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
                 reason=f"md.thermostat is {thermostat}; a melt and a quench need a thermostat that follows tempw "
                        f"({', '.join(RAMP_THERMOSTATS)}).")
-        reason = check_structure(self.inputs.structure)
+        if "from_quench" in self.inputs and "from_melt" not in self.inputs:
+            return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
+                reason="from_quench is given without from_melt; give the melt it was quenched from as well (the "
+                       "summary reads the melt's trajectory).")
+        reason = check_structure(self.inputs.structure) or self._check_given_stages()
         if reason:
             return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
         reason = (check_pseudos(self.inputs.structure, self.inputs.md.md.pw.get("pseudos", {}))
                   or check_pseudos(self.inputs.structure, self.inputs.relax.base_relax.pw.get("pseudos", {})))
         if reason:
             return self.exit_codes.ERROR_MISSING_PSEUDO.format(reason=reason)
+        self._take_given_stages()
         return None
+
+    def _check_given_stages(self) -> str | None:
+        """Why a given melt or quench cannot continue this run (other atoms, another cell), or None."""
+        atoms = self.inputs.structure.get_ase()
+        for stage in ("from_melt", "from_quench"):
+            if stage not in self.inputs:
+                continue
+            given = self.inputs[stage]
+            frame = given.structure.get_ase()
+            if frame.get_chemical_symbols() != atoms.get_chemical_symbols():
+                return f"{stage}.structure has other atoms than structure ({frame.get_chemical_formula()} against " \
+                       f"{atoms.get_chemical_formula()}, in order); give the stages of a run of this structure."
+            if not np.allclose(frame.cell[:], atoms.cell[:], atol=1e-4):
+                return f"{stage}.structure has another cell than structure (the melt and quench keep the cell); " \
+                       f"give the stages of a run of this structure."
+            if given.trajectory.numsites != len(atoms):
+                return f"{stage}.trajectory has {given.trajectory.numsites} atoms; structure has {len(atoms)}."
+        if "from_melt" in self.inputs:
+            shape = self.inputs.from_melt.velocities.get_array("velocities").shape
+            if shape != (len(atoms), 3):
+                return f"from_melt.velocities has shape {shape}; expected ({len(atoms)}, 3)."
+        return None
+
+    def _take_given_stages(self):
+        """Put the given melt and quench where the run's own would go: the context and the outputs."""
+        if "from_melt" in self.inputs:
+            self.ctx.melt_outputs = AttributeDict(self.inputs.from_melt)
+            self.out("melt_trajectory", self.inputs.from_melt.trajectory)
+        if "from_quench" in self.inputs:
+            self.ctx.quench_outputs = AttributeDict(self.inputs.from_quench)
+            self.out("quench_trajectory", self.inputs.from_quench.trajectory)
+            self.out("quenched_structure", self.inputs.from_quench.structure)
+
+    def should_run_melt(self) -> bool:
+        if "from_melt" in self.inputs:
+            self.report(f"melt given: trajectory <{self.inputs.from_melt.trajectory.pk}>, not run again")
+            return False
+        return True
+
+    def should_run_quench(self) -> bool:
+        if "from_quench" in self.inputs:
+            self.report(f"quench given: trajectory <{self.inputs.from_quench.trajectory.pk}>, not run again")
+            return False
+        return True
 
     def _md_inputs(self, structure, label: str) -> AttributeDict:
         inputs = AttributeDict(self.exposed_inputs(MdWorkChain, namespace="md"))
@@ -188,12 +261,15 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     def inspect_melt(self):
         if not self.ctx.melt.is_finished_ok:
             return self.exit_codes.ERROR_MELT_FAILED.format(reason=failure_reason(self.ctx.melt))
+        outputs = self.ctx.melt.outputs
+        self.ctx.melt_outputs = AttributeDict(
+            {"trajectory": outputs.trajectory, "structure": outputs.structure, "velocities": outputs.velocities})
         self.out("melt_trajectory", self.ctx.melt.outputs.trajectory)
         return None
 
     def run_quench(self):
         """MD from the melt's last frame and velocities, cooling linearly to final_temperature_k."""
-        melt = self.ctx.melt.outputs
+        melt = self.ctx.melt_outputs
         inputs = self._md_inputs(melt.structure, "quench")
         inputs.nstep = self.inputs.nstep_quench
         inputs.temperature_k = self.inputs.melt_temperature_k
@@ -207,6 +283,8 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     def inspect_quench(self):
         if not self.ctx.quench.is_finished_ok:
             return self.exit_codes.ERROR_QUENCH_FAILED.format(reason=failure_reason(self.ctx.quench))
+        outputs = self.ctx.quench.outputs
+        self.ctx.quench_outputs = AttributeDict({"trajectory": outputs.trajectory, "structure": outputs.structure})
         self.out("quench_trajectory", self.ctx.quench.outputs.trajectory)
         self.out("quenched_structure", self.ctx.quench.outputs.structure)
         return None
@@ -218,7 +296,7 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         parameters.setdefault("CONTROL", {})["calculation"] = "vc-relax"
         parameters.setdefault("CELL", {})["press"] = self.inputs.pressure_gpa.value * KBAR_PER_GPA
         inputs.base_relax.pw.parameters = orm.Dict(parameters)
-        inputs.structure = self.ctx.quench.outputs.structure
+        inputs.structure = self.ctx.quench_outputs.structure
         inputs.metadata.call_link_label = "relax"
         node = self.submit(PwRelaxWorkChain, **inputs)
         self.report(f"vc-relax <{node.pk}> of the quenched cell at {self.inputs.pressure_gpa.value:g} GPa")
@@ -246,8 +324,8 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         return None
 
     def results(self):
-        outputs = glass_summary(structure=self.ctx.structure, melt_trajectory=self.ctx.melt.outputs.trajectory,
-                                quench_trajectory=self.ctx.quench.outputs.trajectory,
+        outputs = glass_summary(structure=self.ctx.structure, melt_trajectory=self.ctx.melt_outputs.trajectory,
+                                quench_trajectory=self.ctx.quench_outputs.trajectory,
                                 cn_cutoff_angstrom=self.inputs.cn_cutoff_angstrom,
                                 relax_converged=orm.Bool(self.ctx.relax_converged),
                                 metadata={"call_link_label": "summary"})

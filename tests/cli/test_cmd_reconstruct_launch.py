@@ -334,7 +334,17 @@ def test_parse_pressures_and_structures(tmp_path):
         read_structure(tmp_path / "missing.cif")
 
 
-@pytest.mark.parametrize("workflow", ["compression", "spectra", "pipeline"])
+def test_the_network_builtin_is_the_melt_quench_start():
+    from aiida_xesml.ml.structures import density
+
+    atoms = builtin_structure("network")
+    assert atoms.get_chemical_symbols().count("Ge") == 16 and len(atoms) == 48
+    assert density(atoms) == pytest.approx(3.66, rel=1e-6)
+    with pytest.raises(ValueError, match="not repeated"):
+        builtin_structure("network", (2, 1, 1))
+
+
+@pytest.mark.parametrize("workflow", ["amorphous", "compression", "spectra", "pipeline"])
 def test_build_builder(qe_codes, pseudo_family, workflow):
     from aiida.engine import ProcessBuilder
 
@@ -342,8 +352,10 @@ def test_build_builder(qe_codes, pseudo_family, workflow):
     builder = build_builder(workflow, "fast", structure=structure, pressures=[0.0, 20.0], pw_code=qe_codes["pw"],
                             projwfc_code=qe_codes["projwfc"])
     assert isinstance(builder, ProcessBuilder)
-    assert builder.process_class.__name__ == {"compression": "CompressionWorkChain", "spectra": "SpectraWorkChain",
-                                              "pipeline": "PipelineWorkChain"}[workflow]
+    assert builder.process_class.__name__ == {"amorphous": "AmorphousWorkChain", "compression": "CompressionWorkChain",
+                                              "spectra": "SpectraWorkChain", "pipeline": "PipelineWorkChain"}[workflow]
+    if workflow == "amorphous":
+        assert builder.structure.uuid == structure.uuid and builder.nstep_melt.value == 3
     if workflow == "compression":
         assert builder.pressures.get_list() == [0.0, 20.0]
         assert builder.structure.uuid == structure.uuid

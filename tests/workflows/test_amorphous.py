@@ -18,15 +18,37 @@ pytestmark = pytest.mark.qe
 MELT_K, FINAL_K, NSTEP_QUENCH = 3000.0, 1000.0, 4
 
 
+def _builder(code, structure):
+    return AmorphousWorkChain.get_builder_from_protocol(
+        code, structure, protocol="fast",
+        overrides={"relax": {"pw": {"parameters": {"SYSTEM": {"ecutwfc": 30.0, "ecutrho": 180.0}}}}})
+
+
 @pytest.fixture(scope="module")
 def glass_run(qe_codes, pseudo_family):
-    structure = orm.StructureData(ase=random_network(3, density=3.66, seed=0))
-    builder = AmorphousWorkChain.get_builder_from_protocol(
-        qe_codes["pw"], structure, protocol="fast",
-        overrides={"relax": {"pw": {"parameters": {"SYSTEM": {"ecutwfc": 30.0, "ecutrho": 180.0}}}}})
+    builder = _builder(qe_codes["pw"], orm.StructureData(ase=random_network(3, density=3.66, seed=0)))
     assert builder.melt_temperature_k.value == MELT_K and builder.final_temperature_k.value == FINAL_K
     assert builder.nstep_quench.value == NSTEP_QUENCH and builder.md.nstep_per_segment.value == 2
     return run_get_node(builder)
+
+
+def _called(node, label):
+    return node.base.links.get_outgoing(link_label_filter=label).one().node
+
+
+@pytest.fixture(scope="module")
+def continued_runs(glass_run, qe_codes):
+    """The same glass continued from the first run's finished stages: from its melt, and from its melt and quench."""
+    _, first = glass_run
+    melt, quench = _called(first, "melt").outputs, _called(first, "quench").outputs
+    runs = {}
+    for given in ("melt", "quench"):
+        builder = _builder(qe_codes["pw"], first.inputs.structure)
+        builder.from_melt = {key: melt[key] for key in ("trajectory", "structure", "velocities")}
+        if given == "quench":
+            builder.from_quench = {key: quench[key] for key in ("trajectory", "structure")}
+        runs[given] = run_get_node(builder)
+    return runs
 
 
 def _pw_calculations(workchain):
@@ -96,3 +118,32 @@ def test_the_summary_describes_the_output_structure(glass_run):
     assert len(distributions.get_array("cn")) == 3
     assert distributions.get_array("pdf_r").shape == distributions.get_array("pdf_Ge_O").shape
 
+
+
+def test_a_given_melt_is_quenched_as_the_run_s_own_would_be(glass_run, continued_runs):
+    first_results, first = glass_run
+    results, node = continued_runs["melt"]
+    assert node.is_finished_ok, node.exit_message
+    labels = {link.link_label for link in node.base.links.get_outgoing().all()}
+    assert "melt" not in labels and {"quench", "relax", "summary"} <= labels
+    # the given melt is an input and comes back as the output: the provenance runs through it
+    given = _called(first, "melt").outputs.trajectory
+    assert results["melt_trajectory"].uuid == given.uuid == node.inputs.from_melt.trajectory.uuid
+    # the quench starts from the given last frame and follows the first run's quench
+    start = _called(first, "melt").outputs.structure.get_ase().positions
+    quench = results["quench_trajectory"].get_array("positions")
+    assert np.allclose(quench[0], start, atol=1e-6)
+    assert np.allclose(quench, first_results["quench_trajectory"].get_array("positions"), atol=1e-4)
+
+
+def test_a_given_melt_and_quench_leave_only_the_relax(glass_run, continued_runs):
+    first_results, _ = glass_run
+    results, node = continued_runs["quench"]
+    assert node.is_finished_ok, node.exit_message
+    labels = {link.link_label for link in node.base.links.get_outgoing().all()}
+    assert not labels & {"melt", "quench"} and {"relax", "summary"} <= labels
+    assert results["quenched_structure"].uuid == node.inputs.from_quench.structure.uuid
+    relax = _called(node, "relax")
+    assert relax.inputs.structure.uuid == node.inputs.from_quench.structure.uuid
+    assert results["summary"]["quench_temperature_end_k"] == pytest.approx(
+        first_results["summary"]["quench_temperature_end_k"])
