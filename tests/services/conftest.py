@@ -70,11 +70,22 @@ class ServiceProfile:
         return [child.pid for child in psutil.Process(circus_pid).children(recursive=False)
                 if "worker" in " ".join(child.cmdline())]
 
-    def start_daemon(self, workers: int = WORKERS) -> None:
+    def start_daemon(self, workers: int = WORKERS, wait: float = 120.0) -> None:
+        """``verdi daemon start``, then wait until circus lists ``workers`` workers (slow on a busy machine)."""
         self.verdi("daemon", "start", str(workers))
+        deadline = time.monotonic() + wait
+        while len(self.worker_pids()) != workers:
+            if time.monotonic() > deadline:
+                raise ProvisionError("verdi daemon start", f"{len(self.worker_pids())} workers after {wait:.0f} s; "
+                                                           f"expected {workers}")
+            time.sleep(1.0)
 
     def stop_daemon(self) -> None:
-        self.verdi("daemon", "stop", timeout=120)
+        """``verdi daemon stop``; if it fails or hangs, kill circus and its workers."""
+        try:
+            self.verdi("daemon", "stop", timeout=120)
+        except (ProvisionError, subprocess.TimeoutExpired):
+            _kill_daemon(self.circus_pid_file)
 
 
 @pytest.fixture(scope="session")
@@ -96,21 +107,13 @@ def service_profile(aiida_profile):
             exc = f"{exc} (and undoing the steps done: {undo_error})"
         skip_or_fail("services", f"cannot provision PostgreSQL + RabbitMQ: {exc}")
     profile = ServiceProfile(aiida_path, PROFILE)
-    changes.on_undo("stop the services profile's daemon", lambda: _stop_daemon(profile))
+    changes.on_undo("stop the services profile's daemon", profile.stop_daemon)
     try:
         profile.scenario("codes")
         profile.start_daemon()
         yield profile
     finally:
         changes.undo()
-
-
-def _stop_daemon(profile: ServiceProfile) -> None:
-    """``verdi daemon stop``; if it fails or hangs, kill circus and its workers."""
-    try:
-        profile.stop_daemon()
-    except (ProvisionError, subprocess.TimeoutExpired):
-        _kill_daemon(profile.circus_pid_file)
 
 
 def _kill_daemon(pid_file: Path) -> None:
@@ -125,3 +128,4 @@ def _kill_daemon(pid_file: Path) -> None:
         child.send_signal(signal.SIGKILL)
     process.send_signal(signal.SIGKILL)
     time.sleep(1.0)
+    pid_file.unlink(missing_ok=True)  # or the next `verdi daemon start` takes the daemon for running

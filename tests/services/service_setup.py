@@ -123,6 +123,10 @@ def verdi(aiida_path: Path, *args: str, step: str | None = None, timeout: float 
     return result.stdout + result.stderr
 
 
+#: Seconds that ``verdi`` waits for circus to answer (AiiDA's option ``daemon.timeout``, default 2).
+DAEMON_TIMEOUT_S = 30
+
+
 def create_psql_profile(aiida_path: Path, name: str, database: dict) -> None:
     """A ``core.psql_dos`` profile with the RabbitMQ broker under ``aiida_path``."""
     step = "create the core.psql_dos profile"
@@ -137,3 +141,6 @@ def create_psql_profile(aiida_path: Path, name: str, database: dict) -> None:
         raise ProvisionError(step, f"verdi did not detect RabbitMQ ({output.strip()[-300:]})")
     verdi(aiida_path, "config", "set", "warnings.rabbitmq_version", "False")
     verdi(aiida_path, "config", "set", "daemon.worker_process_slots", "200")
+    # circus answers `verdi daemon stop/status` late while it respawns killed workers on a busy machine (the
+    # daemon-fault test); AiiDA's default of 2 s then reports "Connection to the daemon timed out"
+    verdi(aiida_path, "config", "set", "daemon.timeout", str(DAEMON_TIMEOUT_S))
