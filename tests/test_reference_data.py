@@ -167,3 +167,28 @@ def test_an_md_snapshot_traces_back_to_the_md_run_that_made_it(aiida_profile):
     calculations = {run.inputs.parameters["CONTROL"]["calculation"] for run in runs
                     if run.process_label == "PwCalculation"}
     assert {"md", "vc-relax"} <= calculations, calculations
+
+
+def glass_parts() -> dict:
+    return json.loads(MANIFEST.read_text()).get("glass_parts", {})
+
+
+@pytest.mark.parametrize("key", sorted(glass_parts()))
+def test_a_glass_part_imports_as_a_finished_md_that_a_glass_can_continue_from(aiida_profile, key):
+    """A melt or quench archived by the campaign (examples/reference_dataset.py): its checksum, and an xesml.md
+    whose outputs are what xesml.amorphous's from_melt / from_quench take, at the temperatures the manifest says."""
+    from aiida import orm
+    from aiida.tools.archive import import_archive
+
+    entry = glass_parts()[key]
+    path = DATA_DIR / entry["archive"]
+    assert path.stat().st_size == entry["archive_bytes"] and sha256(path) == entry["archive_sha256"]
+    import_archive(path)
+    md = orm.load_node(entry["process_uuid"])
+    assert md.process_label == "MdWorkChain" and md.is_finished_ok
+    assert md.base.extras.get("xesml_reference_stage") == key
+    trajectory, last, velocities = (md.outputs[name] for name in ("trajectory", "structure", "velocities"))
+    assert trajectory.numsteps == entry["nstep"] + 1 == md.inputs.nstep.value + 1
+    assert md.inputs.temperature_k.value == entry["temperature_k"]
+    assert velocities.get_array("velocities").shape == (len(last.sites), 3)
+    np.testing.assert_allclose(last.cell, md.inputs.structure.cell, atol=1e-6)  # fixed-cell MD
