@@ -174,16 +174,16 @@ def wait(node, what: str, poll: float = 15.0, on_poll=None):
     from aiida import orm
 
     last = 0.0
-    while not orm.load_node(node.pk).is_terminated:
+    while True:
+        node = orm.load_node(node.pk)
+        if on_poll is not None:
+            on_poll(node)
+        if node.is_terminated:
+            break
         if time.monotonic() - last > 300:
             print(f"  waiting for {what} <{node.pk}> ({datetime.now():%H:%M})", flush=True)
             last = time.monotonic()
-        if on_poll is not None:
-            on_poll(orm.load_node(node.pk))
         time.sleep(poll)
-    node = orm.load_node(node.pk)
-    if on_poll is not None:
-        on_poll(node)
     print(f"  {what} <{node.pk}>: {node.process_state.value}, exit {node.exit_status} {node.exit_message or ''}",
           flush=True)
     return node
@@ -245,6 +245,11 @@ def crystal_stage(name: str, config: dict, codes):
     return run_stage(f"{name}/crystals", build, accept=(0, 410))
 
 
+def read_manifest() -> dict:
+    """examples/data/MANIFEST.json, or an empty one."""
+    return json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"format": 1, "datasets": {}}
+
+
 def glass_part_archive(key: str) -> Path:
     """Where the finished melt or quench of stage ``key`` (``<data set>/glass/melt``) is kept."""
     return PART_DIR / f"{key.replace('/', '-')}.aiida"
@@ -285,7 +290,7 @@ def export_glass_parts(name: str, glass):
         PART_DIR.mkdir(parents=True, exist_ok=True)
         create_archive([md], filename=path, include_authinfos=False, call_calc_backward=False,
                        call_work_backward=False)
-        manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"format": 1, "datasets": {}}
+        manifest = read_manifest()
         manifest.setdefault("glass_parts", {})[key] = {
             "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
             "archive_bytes": path.stat().st_size, "process_uuid": md.uuid,
@@ -530,7 +535,7 @@ def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     parts = snapshot_parts(spectra_nodes)
     archive, npz = reference_path(name, ".aiida", DATA_DIR), reference_path(name, ".npz", DATA_DIR)
-    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.is_file() else {"format": 1, "datasets": {}}
+    manifest = read_manifest()
     entry = manifest["datasets"].get(name, {})
     if entry.get("spectra_uuids") == [part.uuid for part in parts] and archive.is_file() and npz.is_file() \
             and entry.get("archive_sha256") == sha256(archive) and entry.get("npz_sha256") == sha256(npz):
