@@ -93,7 +93,7 @@ class CoreHoleWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
         spec.exit_code(303, "ERROR_INVALID_PSEUDO", message="Unusable pseudopotentials: {reason}")
         spec.exit_code(304, "ERROR_INVALID_SUPERCELL", message="Bad `supercell`: {reason}")
-        spec.exit_code(305, "ERROR_INVALID_PARAMETERS", message="Invalid parameters: {reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="Invalid parameters: {reason}")
         spec.exit_code(401, "ERROR_GROUND_FAILED", message="The ground-state SCF failed ({reason}): no shifts.")
         spec.exit_code(402, "ERROR_HOLE_FAILED",
                        message="The core-hole SCF of site(s) {sites} failed ({reason}); the shifts of the other sites "

@@ -97,9 +97,9 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
 
         spec.exit_code(301, "ERROR_INVALID_NSTEP", message="nstep and nstep_per_segment must be >= 1; got {value}.")
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
-        spec.exit_code(303, "ERROR_INVALID_THERMOSTAT", message="Invalid thermostat settings: {reason}")
-        spec.exit_code(304, "ERROR_MISSING_PSEUDO", message="Pseudopotentials incomplete: {reason}")
-        spec.exit_code(305, "ERROR_INVALID_PARAMETERS", message="Invalid parameters: {reason}")
+        spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="Pseudopotentials incomplete: {reason}")
+        spec.exit_code(304, "ERROR_INVALID_THERMOSTAT", message="Invalid thermostat settings: {reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="Invalid parameters: {reason}")
         spec.exit_code(401, "ERROR_SEGMENT_FAILED_TWICE",
                        message="Two MD segments in a row failed with pw.x exit status {status} ({label}); the "
                                "trajectory up to step {done} is kept in the called calculations. {advice}")

@@ -56,8 +56,8 @@ class PipelineWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.exit_code(401, "ERROR_COMPRESSION_FAILED",
                        message="xesml.compression failed ({reason}); its finished pressures are in its "
                                "outputs.")
-        spec.exit_code(402, "ERROR_SPECTRA_FAILED", message="xesml.spectra produced no spectra ({reason}).")
         spec.exit_code(403, "ERROR_ANALYSIS_FAILED", message="xesml.analysis failed ({reason}).")
+        spec.exit_code(404, "ERROR_SPECTRA_FAILED", message="xesml.spectra produced no spectra ({reason}).")
         spec.exit_code(410, "ERROR_SOME_SNAPSHOTS_FAILED",
                        message="The pipeline finished, but {message} The analysis used the other snapshots.")
 

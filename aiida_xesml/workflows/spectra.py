@@ -45,7 +45,7 @@ class SpectraWorkChain(ProtocolMixin, WorkChain):
         spec.exit_code(301, "ERROR_NO_SNAPSHOTS", message="Give either `snapshots` or `structures` (not both, not none).")
         spec.exit_code(302, "ERROR_INVALID_LABELS", message="Invalid labels: {reason}")
         spec.exit_code(303, "ERROR_INVALID_SNAPSHOT", message="Snapshot {index}: {reason}")
-        spec.exit_code(304, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(410, "ERROR_SOME_SNAPSHOTS_FAILED",
                        message="{failed} of {total} snapshots failed ({which}); the spectra of the other {done} are in "
                                "the outputs.")

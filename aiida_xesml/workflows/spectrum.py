@@ -109,12 +109,12 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         # Few steps: each is a checkpoint written by the daemon (inspections open the next step).
         spec.outline(cls.validate_inputs, cls.run_scf, cls.run_projections, cls.results)
         spec.output("spectra", valid_type=orm.ArrayData, help="XesSpectraData: one spectrum per emitting site.")
-        spec.exit_code(301, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(302, "ERROR_INVALID_STRUCTURE", message="The structure is unusable: {reason}")
         spec.exit_code(303, "ERROR_MISSING_PSEUDO", message="Pseudopotentials incomplete: {reason}")
         spec.exit_code(304, "ERROR_MISSING_PP", message="alignment 'potential' needs pp.x: give the `pp.code` input.")
         spec.exit_code(305, "ERROR_SEMICORE_PSEUDO",
                        message="alignment 'semicore' needs a Ge pseudopotential with 3d in valence; {reason}")
+        spec.exit_code(306, "ERROR_INVALID_PARAMETERS", message="Bad spectrum parameters: {reason}")
         spec.exit_code(401, "ERROR_SCF_FAILED", message="The SCF failed (exit {status}): no spectra for this snapshot.")
         spec.exit_code(402, "ERROR_PROJWFC_FAILED", message="projwfc.x failed: {reason}")
         spec.exit_code(403, "ERROR_PP_FAILED", message="pp.x failed: {reason}")

@@ -46,7 +46,7 @@ def test_analysis_failing_is_403_with_the_spectra_kept(fast_pipeline_builder):
     assert "summary_table" in node.outputs.compression
 
 
-def test_no_spectra_is_402_with_the_compression_kept(fast_pipeline_builder, wrapper):
+def test_no_spectra_is_404_with_the_compression_kept(fast_pipeline_builder, wrapper):
     projwfc = wrapper("projwfc", "exit")
     _, node = run_get_node(fast_pipeline_builder(projwfc=projwfc.code))
     assert node.exit_status == CODES.ERROR_SPECTRA_FAILED.status, node.exit_message
