@@ -68,7 +68,7 @@ def build_demo(protocol: str = "balanced", pressures=DEMO_PRESSURES, overrides=N
     from aiida import orm
     from aiida.common.exceptions import MultipleObjectsError, NotExistent
 
-    from aiida_xesml.environment import code_label
+    from aiida_xesml.constants import code_label
     from aiida_xesml.workflows.pipeline import PipelineWorkChain
 
     codes = {}

@@ -38,10 +38,11 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from aiida_xesml.environment import SEMICORE_CUTOFFS_RY, SEMICORE_FAMILY, code_label, ensure_semicore_family
+from aiida_xesml.constants import SEMICORE_CUTOFFS_RY, SEMICORE_FAMILY, code_label
 from aiida_xesml.ml.descriptors import local_coulomb_matrix
 from aiida_xesml.ml.moments import MOMENT_NAMES, shift_free_names, shift_free_targets, spectral_moments
 from aiida_xesml.ml.structures import quartz_geo2, rattle_and_strain, rutile_geo2, supercell
+from aiida_xesml.pseudos.families import ensure_semicore_family
 from aiida_xesml.workflows.core_hole import CoreHoleWorkChain
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain
 

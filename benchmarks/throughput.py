@@ -225,7 +225,7 @@ def main():
     os.environ["AIIDA_PATH"] = str(folder / ".aiida")
     verdi = str(Path(sys.executable).with_name("verdi"))
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    from aiida_xesml.environment import setup
+    from aiida_xesml.setup import setup
 
     setup(profile="throughput", install_packages=False)
     from aiida import load_profile

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from aiida import load_profile, orm  # noqa: E402
 from aiida.engine import run_get_node  # noqa: E402
 
-from aiida_xesml.environment import code_label  # noqa: E402
+from aiida_xesml.constants import code_label  # noqa: E402
 from aiida_xesml.ml.moments import DEFAULT_WINDOWS  # noqa: E402
 from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2  # noqa: E402
 from aiida_xesml.workflows.spectrum import SpectrumWorkChain  # noqa: E402

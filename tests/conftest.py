@@ -115,7 +115,7 @@ def reports_stored_in_the_database(aiida_profile):
 @pytest.fixture(scope="session")
 def qe_codes(aiida_profile):
     """The `pw`, `projwfc` and `pp` codes for Debian's QE on a localhost computer, as set-up makes them."""
-    from aiida_xesml.environment import ensure_codes, get_localhost
+    from aiida_xesml.setup import ensure_codes, get_localhost
 
     return ensure_codes(get_localhost("localhost-test"))
 
@@ -123,7 +123,7 @@ def qe_codes(aiida_profile):
 @pytest.fixture(scope="session")
 def pseudo_family(aiida_profile):
     """The Debian PBE PAW pseudopotential family, as set-up installs it."""
-    from aiida_xesml.environment import ensure_pseudo_family
+    from aiida_xesml.pseudos.families import ensure_pseudo_family
 
     return ensure_pseudo_family()
 

@@ -7,7 +7,7 @@ lazily by the commands that need it, because ``setup`` is the command that creat
 import click
 from aiida.cmdline.groups import VerdiCommandGroup
 
-from aiida_xesml.environment import DEFAULT_PROFILE
+from aiida_xesml.constants import DEFAULT_PROFILE
 
 
 @click.group("aiida-xesml", cls=VerdiCommandGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -199,8 +199,8 @@ def cmd_launch(ctx, workflow, protocol, structure_file, builtin, supercell, pres
     from aiida import orm
     from aiida.engine import run_get_node, submit
 
+    from aiida_xesml.constants import code_label
     from aiida_xesml.data.spectra import XesSpectraData
-    from aiida_xesml.environment import code_label
 
     structure = orm.StructureData(ase=atoms) if atoms is not None else None
     spectra = snapshots = pw = projwfc = None

@@ -21,7 +21,8 @@ def cmd_setup(ctx, skip_packages, semicore):
         AIIDA_PATH=$PWD/.aiida aiida-xesml setup
         aiida-xesml setup --semicore     # adds the Ge 3d-valence family
     """
-    from aiida_xesml.environment import DEFAULT_PROFILE, SetupError, setup
+    from aiida_xesml.constants import DEFAULT_PROFILE
+    from aiida_xesml.setup import SetupError, setup
 
     try:
         setup(profile=ctx.obj["profile_name"] or DEFAULT_PROFILE, install_packages=not skip_packages,

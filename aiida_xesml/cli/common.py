@@ -12,7 +12,7 @@ def load_profile_of(ctx) -> None:
     )
     from aiida.manage import get_manager
 
-    from aiida_xesml.environment import DEFAULT_PROFILE
+    from aiida_xesml.constants import DEFAULT_PROFILE
 
     name = ctx.obj.get("profile_name") if ctx.obj else None
     try:

@@ -29,7 +29,7 @@ relativistic PBE without Breit/QED terms); the pseudo-atom reproduces the all-el
 eigenvalues of both configurations to 1e-5 Ry; the ground dataset's pseudo-atom total energy
 (−163.7876 Ry) equals that of the Debian dataset (−163.7874 Ry).
 
-ld1.x writes lines longer than pw.x 6.7 reads; :func:`aiida_xesml.environment.reflow_upf` reflows them.
+ld1.x writes lines longer than pw.x 6.7 reads; :func:`aiida_xesml.pseudos.ld1.reflow_upf` reflows them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
-from aiida_xesml.environment import CUTOFFS_RY, PSEUDO_DIR, PSEUDO_FILES
+from aiida_xesml.constants import CUTOFFS_RY, PSEUDO_DIR, PSEUDO_FILES
 from aiida_xesml.pseudos.ld1 import install_family, run_ld1
 
 #: ld1.x all-electron configurations: the ground state and the full 1s core hole (neutral atom).
@@ -97,7 +97,7 @@ def ensure_core_hole_families(pseudo_dir: Path = PSEUDO_DIR):
 
     The ground family holds the ground-state Ge partner and the Debian O and Si datasets; the
     core-hole family holds only the 1s core-hole Ge dataset (``family.get_pseudo('Ge')``). Both get
-    the cutoffs of :data:`aiida_xesml.environment.CUTOFFS_RY` per stringency.
+    the cutoffs of :data:`aiida_xesml.constants.CUTOFFS_RY` per stringency.
     """
     with tempfile.TemporaryDirectory() as scratch:
         ground_path, hole_path = generate_ge_core_hole_pair(Path(scratch))

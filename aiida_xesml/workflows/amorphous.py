@@ -146,7 +146,7 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         :param overrides: nested dict merged over the protocol (same layout: ``md`` goes to xesml.md's
             protocol of the same name as overrides, ``relax`` holds the vc-relax's inputs).
         """
-        from aiida_xesml.environment import PSEUDO_FAMILY
+        from aiida_xesml.constants import PSEUDO_FAMILY
 
         inputs = cls.get_protocol_inputs(protocol, overrides)
         family = pseudo_family or PSEUDO_FAMILY

@@ -127,7 +127,7 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         :param code: the pw.x code or its label. ``pseudo_family`` defaults to the family that ``aiida-xesml
             setup`` installs. ``options`` are the ``metadata.options`` of every pw.x calculation.
         """
-        from aiida_xesml.environment import PSEUDO_FAMILY
+        from aiida_xesml.constants import PSEUDO_FAMILY
 
         try:
             values = [float(p) for p in pressures]

@@ -120,7 +120,7 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         :param overrides: nested dict merged over the protocol's inputs (same layout as the inputs).
         :param options: ``metadata.options`` for the pw.x calculations (resources, walltime).
         """
-        from aiida_xesml.environment import PSEUDO_FAMILY
+        from aiida_xesml.constants import PSEUDO_FAMILY
 
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()

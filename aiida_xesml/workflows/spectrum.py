@@ -131,7 +131,7 @@ class SpectrumWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
 
         :param pp_code: pp.x code, needed only for ``parameters.alignment = 'potential'``.
         """
-        from aiida_xesml.environment import PSEUDO_FAMILY
+        from aiida_xesml.constants import PSEUDO_FAMILY
 
         inputs = cls.get_protocol_inputs(protocol, overrides)
         builder = cls.get_builder()

@@ -17,9 +17,10 @@ from aiida import orm
 from cli_asserts import assert_fails, assert_ok
 from click.testing import CliRunner
 
-from aiida_xesml import environment
+from aiida_xesml import constants
 from aiida_xesml.cli import cli
 from aiida_xesml.cli.cmd_data import data_xesml
+from aiida_xesml.setup import packages
 
 
 def invoke(*args):
@@ -53,16 +54,16 @@ def test_setup_creates_codes_and_family(set_up):
     assert "ready" in set_up.output
     computer = orm.load_computer("localhost")
     assert computer.is_configured
-    for name, executable in environment.QE_EXECUTABLES.items():
-        code = orm.load_code(f"{environment.code_label(name)}@localhost")
-        assert code.default_calc_job_plugin == environment.CODE_PLUGINS[name]
+    for name, executable in constants.QE_EXECUTABLES.items():
+        code = orm.load_code(f"{constants.code_label(name)}@localhost")
+        assert code.default_calc_job_plugin == constants.CODE_PLUGINS[name]
         assert Path(code.get_executable()).name == executable
         assert "OMP_NUM_THREADS=1" in code.prepend_text
-    pseudos = family(environment.PSEUDO_FAMILY)
+    pseudos = family(constants.PSEUDO_FAMILY)
     assert pseudos is not None
-    assert {node.element for node in pseudos.nodes} == set(environment.PSEUDO_FILES)
+    assert {node.element for node in pseudos.nodes} == set(constants.PSEUDO_FILES)
     cutoffs = pseudos.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry")
-    assert cutoffs == environment.CUTOFFS_RY["balanced"]
+    assert cutoffs == constants.CUTOFFS_RY["balanced"]
 
 
 def test_setup_again_changes_nothing(set_up):
@@ -78,19 +79,19 @@ def test_setup_again_changes_nothing(set_up):
 def without_semicore_family(set_up):
     """No semicore family during the test, whatever ran before (test_spectrum.py makes one): an existing
     one is renamed for the test and gets its label back afterwards, in place of the test's."""
-    existing = family(environment.SEMICORE_FAMILY)
+    existing = family(constants.SEMICORE_FAMILY)
     if existing is not None:
-        existing.label = f"{environment.SEMICORE_FAMILY}-moved-by-test"
+        existing.label = f"{constants.SEMICORE_FAMILY}-moved-by-test"
     yield
     if existing is not None:
-        made = family(environment.SEMICORE_FAMILY)
+        made = family(constants.SEMICORE_FAMILY)
         if made is not None:
             orm.Group.collection.delete(made.pk)
-        existing.label = environment.SEMICORE_FAMILY
+        existing.label = constants.SEMICORE_FAMILY
 
 
 def test_setup_semicore(without_semicore_family, tmp_path, monkeypatch):
-    assert family(environment.SEMICORE_FAMILY) is None
+    assert family(constants.SEMICORE_FAMILY) is None
     # An ld1.x that fails: a clean error that shows its output, and no family.
     fake = tmp_path / "bin"
     fake.mkdir()
@@ -99,16 +100,16 @@ def test_setup_semicore(without_semicore_family, tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
         result = invoke("setup", "--skip-packages", "--semicore")
-    assert_fails(result, "ld1.x failed to generate the semicore Ge dataset", "from ld1.x: wrong input")
-    assert family(environment.SEMICORE_FAMILY) is None
+    assert_fails(result, "ld1.x failed to generate Ge.pbe-dn-kjpaw.UPF", "from ld1.x: wrong input")
+    assert family(constants.SEMICORE_FAMILY) is None
     # Debian's ld1.x, for real.
     result = invoke("setup", "--skip-packages", "--semicore")
     assert_ok(result)
-    assert f"installed pseudopotential family `{environment.SEMICORE_FAMILY}`" in result.output
-    semicore = family(environment.SEMICORE_FAMILY)
-    assert {node.element for node in semicore.nodes} == set(environment.PSEUDO_FILES)
+    assert f"installed pseudopotential family `{constants.SEMICORE_FAMILY}`" in result.output
+    semicore = family(constants.SEMICORE_FAMILY)
+    assert {node.element for node in semicore.nodes} == set(constants.PSEUDO_FILES)
     cutoffs = semicore.get_recommended_cutoffs(elements=("Ge", "O"), stringency="balanced", unit="Ry")
-    assert cutoffs == environment.SEMICORE_CUTOFFS_RY["balanced"]
+    assert cutoffs == constants.SEMICORE_CUTOFFS_RY["balanced"]
     again = invoke("setup", "--skip-packages", "--semicore")
     assert_ok(again)
     assert "installed" not in again.output
@@ -116,12 +117,12 @@ def test_setup_semicore(without_semicore_family, tmp_path, monkeypatch):
 
 def test_setup_error_paths(set_up, monkeypatch):
     assert_fails(invoke("setup", "--no-such-option"), "No such option")
-    monkeypatch.setattr(environment, "missing_debian_packages", lambda: ["quantum-espresso"])
-    monkeypatch.setattr(environment.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(packages, "missing_debian_packages", lambda: ["quantum-espresso"])
+    monkeypatch.setattr(packages.os, "geteuid", lambda: 1000)
     assert_fails(invoke("setup"), "missing Debian packages quantum-espresso", "needs root",
                  "apt-get install -y -q quantum-espresso")
-    monkeypatch.setattr(environment, "missing_debian_packages", lambda: [])
-    monkeypatch.setattr(environment.shutil, "which", lambda name, *args, **kwargs: None)
+    monkeypatch.setattr(packages, "missing_debian_packages", lambda: [])
+    monkeypatch.setattr(packages.shutil, "which", lambda name, *args, **kwargs: None)
     assert_fails(invoke("setup"), "`pw.x` is not on PATH")
 
 
@@ -131,7 +132,7 @@ def test_setup_creates_its_profile_in_a_fresh_aiida_path(tmp_path):
     command = [str(Path(sys.executable).with_name("aiida-xesml")), "setup", "--skip-packages"]
     first = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert f"creating profile `{environment.DEFAULT_PROFILE}` with `verdi presto`" in first.stdout
+    assert f"creating profile `{constants.DEFAULT_PROFILE}` with `verdi presto`" in first.stdout
     assert "created code pw-qe@localhost" in first.stdout and "ready" in first.stdout
     assert (tmp_path / ".aiida" / "config.json").is_file()
     second = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -198,7 +199,7 @@ def test_demo_error_paths(set_up, tmp_path, monkeypatch):
     assert_fails(CliRunner().invoke(cli, ["-p", "no-such-profile", "demo", "--dry-run"]),
                  "cannot load the AiiDA profile no-such-profile", "aiida-xesml setup")
     # A profile without the set-up's codes: a message that says what to run, before anything is submitted.
-    monkeypatch.setattr(environment, "code_label", lambda name: f"{name}-not-set-up")
+    monkeypatch.setattr(constants, "code_label", lambda name: f"{name}-not-set-up")
     assert_fails(invoke("demo", "--dry-run"), "no code pw-not-set-up@localhost", "run `aiida-xesml setup` first")
     assert_fails(invoke("demo", "--output", tmp_path / "out"), "no code pw-not-set-up@localhost")
     assert not (tmp_path / "out").exists()

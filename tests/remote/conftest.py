@@ -109,6 +109,6 @@ def slurm_computer(aiida_profile, remote_setup, mpiprocs):
 def remote_codes(slurm_computer):
     """``pw``/``projwfc``/``pp`` codes on the Slurm computer, made as set-up makes the localhost ones
     (same Debian executables, same prepend text); the computer's mpirun command launches them."""
-    from aiida_xesml.environment import ensure_codes
+    from aiida_xesml.setup import ensure_codes
 
     return ensure_codes(slurm_computer)

@@ -143,7 +143,8 @@ def main(argv=None) -> None:
     from aiida import load_profile
     from aiida.engine import submit
 
-    from aiida_xesml.environment import ensure_codes, ensure_pseudo_family, get_localhost
+    from aiida_xesml.pseudos.families import ensure_pseudo_family
+    from aiida_xesml.setup import ensure_codes, get_localhost
 
     load_profile()
     if options.step == "codes":

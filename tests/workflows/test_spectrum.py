@@ -177,7 +177,8 @@ def test_snapshots_from_a_trajectory_keep_their_provenance(qe_codes, pseudo_fami
 
 def test_semicore_alignment_with_the_ld1x_family(qe_codes, pseudo_family):
     """'semicore' end to end: the ld1.x Ge 3d family, pw.x + projwfc.x, each site's 3d level as reference."""
-    from aiida_xesml.environment import SEMICORE_CUTOFFS_RY, SEMICORE_FAMILY, ensure_semicore_family
+    from aiida_xesml.constants import SEMICORE_CUTOFFS_RY, SEMICORE_FAMILY
+    from aiida_xesml.pseudos.families import ensure_semicore_family
 
     ensure_semicore_family()
     ecutwfc, ecutrho = SEMICORE_CUTOFFS_RY["fast"]
