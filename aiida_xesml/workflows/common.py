@@ -114,12 +114,53 @@ def failure_reason(node) -> str:
     return f"exit {node.exit_status}: {node.exit_message or 'no message'}"
 
 
+def family_cutoffs(pseudo_family: str, structure: orm.StructureData, stringency: str) -> tuple[float, float]:
+    """(ecutwfc, ecutrho) in Ry that the aiida-pseudo family ``pseudo_family`` recommends for the elements of
+    ``structure`` at ``stringency`` ('fast', 'balanced', 'stringent': the families of ``aiida-xesml setup``
+    have these three)."""
+    from aiida.common.exceptions import NotExistent
+
+    try:
+        family = orm.Group.collection.get(label=pseudo_family)
+    except NotExistent as exc:
+        raise ValueError(f"pseudopotential family `{pseudo_family}` is not installed; run `aiida-xesml setup` or "
+                         "give another `pseudo_family`.") from exc
+    if not hasattr(family, "get_recommended_cutoffs"):
+        raise ValueError(f"pseudopotential family `{pseudo_family}` recommends no cutoffs; give `ecutwfc` and "
+                         "`ecutrho` in the overrides.")
+    try:
+        return family.get_recommended_cutoffs(structure=structure, stringency=stringency, unit="Ry")
+    except ValueError as exc:
+        raise ValueError(f"pseudopotential family `{pseudo_family}` has no cutoffs for stringency `{stringency}`; "
+                         f"give `cutoffs` as one of {', '.join(family.get_cutoff_stringencies())}, or `ecutwfc` "
+                         "and `ecutrho` in the overrides.") from exc
+
+
+def with_family_cutoffs(protocol_inputs: dict, pseudo_family: str, structure: orm.StructureData) -> dict:
+    """``protocol_inputs`` (PwBaseWorkChain inputs of a protocol) with the plane-wave cutoffs filled in.
+
+    The protocol names a stringency of the pseudopotential family in its ``cutoffs`` key (popped here);
+    the family's recommended cutoffs for it go to ``pw.parameters.SYSTEM``, unless ``ecutwfc`` and
+    ``ecutrho`` are both given there already (an explicit override wins).
+    """
+    inputs = dict(protocol_inputs)
+    stringency = inputs.pop("cutoffs", None)
+    system = inputs.get("pw", {}).get("parameters", {}).get("SYSTEM", {})
+    if stringency is None or ("ecutwfc" in system and "ecutrho" in system):
+        return inputs
+    ecutwfc, ecutrho = family_cutoffs(pseudo_family, structure, stringency)
+    cutoffs = {"pw": {"parameters": {"SYSTEM": {"ecutwfc": ecutwfc, "ecutrho": ecutrho}}}}
+    return recursive_merge(cutoffs, inputs)
+
+
 def pw_base_builder(code, structure, protocol_inputs: dict, pseudo_family: str, options=None, gamma_only=False):
     """A PwBaseWorkChain builder for an insulating GeO2 cell from a (partial) protocol dict.
 
-    The dict may hold ``pw.parameters`` overrides, ``max_iterations`` and ``kpoints_distance``.
+    The dict may hold ``pw.parameters`` overrides, ``max_iterations``, ``kpoints_distance`` and
+    ``cutoffs`` (the family stringency whose recommended cutoffs to use, :func:`with_family_cutoffs`).
     With ``gamma_only`` pw.x's Γ-point tricks are used (``K_POINTS gamma``), as for MD supercells.
     """
+    protocol_inputs = with_family_cutoffs(protocol_inputs, pseudo_family, structure)
     overrides = recursive_merge({"pseudo_family": pseudo_family}, protocol_inputs)
     builder = PwBaseWorkChain.get_builder_from_protocol(
         code, structure, overrides=overrides, electronic_type=ElectronicType.INSULATOR,

@@ -41,6 +41,7 @@ from aiida_xesml.workflows.common import (
     failure_reason,
     gamma_kpoints,
     resolve_options,
+    with_family_cutoffs,
 )
 
 EXCITED_ELECTRON = ("removed", "conduction")
@@ -128,7 +129,8 @@ class CoreHoleWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         reps = list(supercell) if supercell is not None else supercell_repetitions(
             atoms.cell[:], inputs["min_image_distance"])
         big = orm.StructureData(ase=atoms.repeat(reps))
-        scf_inputs = recursive_merge({"pseudo_family": ground_family}, inputs["scf"])
+        scf_inputs = recursive_merge({"pseudo_family": ground_family},
+                                     with_family_cutoffs(inputs["scf"], ground_family, big))
         scf = PwBaseWorkChain.get_builder_from_protocol(
             pw_code, big, overrides=scf_inputs, electronic_type=ElectronicType.INSULATOR,
             options=resolve_options(options))
