@@ -72,3 +72,38 @@ def test_a_family_that_is_not_installed_is_refused_by_name(qe_codes, structure):
     with pytest.raises(ValueError, match=r"pseudopotential family `no-such-family` is not installed; run `aiida-xesml setup`"):
         SpectrumWorkChain.get_builder_from_protocol(qe_codes["pw"], qe_codes["projwfc"], structure, protocol="fast",
                                                     pseudo_family="no-such-family")
+
+
+#: The work chains whose protocol file has a ``meta_inputs_schema``, each with a namespace of pw.x inputs in
+#: which a misspelling must be caught too. xesml.spectra reads xesml.spectrum's file and hands its overrides
+#: to xesml.spectrum's builder; xesml.pipeline hands its parts to the chains below.
+CHECKED = {"xesml.md": "md", "xesml.spectrum": "scf", "xesml.core_hole": "scf", "xesml.compression": "vc_relax",
+           "xesml.amorphous": "relax", "xesml.analysis": None}
+
+
+def work_chain(name: str):
+    from importlib.metadata import entry_points
+
+    return next(ep for ep in entry_points(group="aiida.workflows") if ep.name == name).load()
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED))
+def test_a_protocol_passes_its_own_override_check_and_a_misspelling_warns(aiida_profile, name):
+    """Every protocol's full inputs, given back as overrides, raise no warning (the schema knows every key the
+    protocols use); a misspelled key, at the top and in a pw.x namespace, is named in a warning."""
+    import warnings
+
+    cls = work_chain(name)
+    assert "meta_inputs_schema" in cls._load_protocol_file()
+    for protocol in cls.get_available_protocols():
+        inputs = cls.get_protocol_inputs(protocol)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cls.get_protocol_inputs(protocol, overrides=inputs)
+    namespace = CHECKED[name]
+    misspelled = {"protocl_typo": 1, **({namespace: {"cutofs": "fast"}} if namespace else {})}
+    with pytest.warns(UserWarning) as caught:
+        cls.get_protocol_inputs(overrides=misspelled)
+    messages = {str(warning.message) for warning in caught}
+    expected = {"protocl_typo", *([f"{namespace}.cutofs"] if namespace else [])}
+    assert messages == {f"Found unrecognised key in overrides: {key}" for key in expected}
