@@ -378,7 +378,7 @@ CASES = [
     Case("coulomb-not-atoms", "core", lambda e: local_coulomb_matrix("GeO2"), ValueError,
          r"`atoms` must be an ase.Atoms; got str"),
     Case("coulomb-n-atoms-1", "core", lambda e: local_coulomb_matrix(rutile_geo2(), n_atoms=1), ValueError,
-         r"`n_atoms` must be an integer >= 2"),
+         r"`n_atoms` must be >= 2; got 1"),
     Case("coulomb-no-emitter", "core", lambda e: local_coulomb_matrix(rutile_geo2(), species="Si"), ValueError,
          r"no atom of `species` 'Si'"),
     Case("coulomb-overlapping-atoms", "core", lambda e: local_coulomb_matrix(_overlapping_atoms()), ValueError,

@@ -24,7 +24,7 @@ from aiida_xesml.ml.reconstruct import (
     reconstruct_ensemble,
     site_structure,
 )
-from aiida_xesml.ml.validation import check_integer, check_known_keys, check_positive
+from aiida_xesml.ml.validation import check_integer, check_known_keys, check_n_atoms, check_positive
 
 #: Moment orders each method matches by default: the population inverse matches all four (a mixture's
 #: M2 and M3 hold the spread between its sites); one point in score space can only hold M0 and M1.
@@ -58,7 +58,7 @@ def reconstruction_settings(parameters: dict) -> dict:
     for key in ("ensemble_mean", "held_out"):
         if not isinstance(settings[key], (bool, np.bool_)):
             raise ValueError(f"`parameters['{key}']` must be true or false; got {settings[key]!r}")
-    settings["n_atoms"] = check_integer(settings["n_atoms"], "parameters['n_atoms']", minimum=2)
+    settings["n_atoms"] = check_n_atoms(settings["n_atoms"], "parameters['n_atoms']")
     for key in ("cutoff_angstrom", "width_angstrom", "prior"):
         settings[key] = check_positive(settings[key], f"parameters['{key}']")
     settings["n_starts"] = check_integer(settings["n_starts"], "parameters['n_starts']", minimum=1)

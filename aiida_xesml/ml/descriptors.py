@@ -61,7 +61,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .progress import progress
-from .validation import as_finite_array, check_integer
+from .validation import as_finite_array, check_n_atoms
 
 __all__ = [
     "ORDERINGS",
@@ -131,13 +131,13 @@ class NeighbourShells:
 
 def n_features(n_atoms: int) -> int:
     """Number of features of an ``n_atoms`` local Coulomb matrix: n_atoms*(n_atoms+1)//2."""
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     return n_atoms * (n_atoms + 1) // 2
 
 
 def feature_names(n_atoms: int) -> np.ndarray:
     """Names ``M_i_j`` (i <= j) of the features, in feature order (upper triangle, row-major)."""
-    rows, cols = _triangle(_check_n_atoms(n_atoms))
+    rows, cols = _triangle(check_n_atoms(n_atoms))
     return np.array([f"M_{i}_{j}" for i, j in zip(rows, cols)], dtype=object)
 
 
@@ -150,7 +150,7 @@ def default_species_counts(n_atoms: int) -> tuple[tuple[str, int], ...]:
     :param n_atoms: atoms per matrix, centre included (>= 2).
     :returns: ``(("O", n_o), ("Ge", n_ge))``, counts summing to ``n_atoms - 1``.
     """
-    n_neighbours = _check_n_atoms(n_atoms) - 1
+    n_neighbours = check_n_atoms(n_atoms) - 1
     n_o = -(-_O_SHARE[0] * n_neighbours // _O_SHARE[1])  # integer ceil(0.6 * n), no float rounding
     counts = (("O", n_o), ("Ge", n_neighbours - n_o))
     return tuple(pair for pair in counts if pair[1] > 0)
@@ -169,7 +169,7 @@ def slot_atomic_numbers(n_atoms: int, species: str = "Ge", ordering: str = "spec
         :func:`default_species_counts`. Must be None for ``ordering="distance"``.
     :returns: (n_atoms,) int array for ``ordering="species"``; None for ``ordering="distance"``.
     """
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     z_center = atomic_numbers[_check_species(species)]
     slots = _slots(n_atoms, ordering, species_counts)
     if slots.kinds is None:
@@ -206,7 +206,7 @@ def check_descriptor_settings(settings, name: str = "settings") -> dict:
     value = {key: (default if settings.get(key) is None else settings[key])
              for key, default in DESCRIPTOR_SETTINGS_DEFAULTS.items()}
     label = {key: f"{name}['{key}']" for key in value}
-    n_atoms = check_integer(value["n_atoms"], label["n_atoms"], minimum=2)
+    n_atoms = check_n_atoms(value["n_atoms"], label["n_atoms"])
     species = _check_species(value["species"], label["species"])
     slots = _slots(n_atoms, value["ordering"], value["species_counts"], label["ordering"], label["species_counts"])
     counts = None if slots.kinds is None else [[chemical_symbols[z], int(c)] for z, c in zip(slots.kinds, slots.limits)]
@@ -227,7 +227,7 @@ def feature_blocks(n_atoms: int, ordering: str, species_counts=None) -> dict[str
     :param species_counts: as for :func:`local_coulomb_matrix` (None: the default of the ordering).
     :returns: dict of name -> sorted int arrays of column indices into the feature vector.
     """
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     slots = _slots(n_atoms, ordering, species_counts)
     rows, cols = _triangle(n_atoms)
     blocks = {"full": np.arange(len(rows)), "row0": np.flatnonzero((rows == 0) & (cols > 0))}
@@ -260,7 +260,7 @@ def neighbour_shells(atoms, centers=None, n_atoms: int = 20, species: str = "Ge"
         Å to a centre (:func:`local_coulomb_matrix` also checks every pair inside the neighbourhood).
     """
     atoms = _check_atoms(atoms)
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     slots = _slots(n_atoms, ordering, species_counts)
     center_index = _resolve_centers(atoms, centers, species)
     group = _Group.of([atoms], ["`atoms`"])
@@ -330,7 +330,7 @@ def local_coulomb_matrices(structures, n_atoms: int = 20, species: str = "Ge", v
     :returns: (total centres, n_atoms*(n_atoms+1)//2).
     """
     structures = _as_structures(structures, "structures")
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     z_species = atomic_numbers[_check_species(species)]
     slots = _slots(n_atoms, ordering, species_counts)
     names = [f"structure {k} of `structures`" for k in range(len(structures))]
@@ -386,7 +386,7 @@ class LocalCoulombMatrix(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Validate the parameters and ``X`` (a list of ase.Atoms). Returns self."""
-        _check_n_atoms(self.n_atoms)
+        check_n_atoms(self.n_atoms)
         _check_species(self.species)
         _slots(self.n_atoms, self.ordering, self.species_counts)
         _as_structures(X, "X")
@@ -829,14 +829,6 @@ def _check_atoms(atoms, name: str = "atoms") -> Atoms:
     if len(atoms) == 0:
         raise ValueError(f"`{name}` holds no atoms")
     return atoms
-
-
-def _check_n_atoms(n_atoms) -> int:
-    if isinstance(n_atoms, (bool, np.bool_)) or not isinstance(n_atoms, (int, np.integer)):
-        raise ValueError(f"`n_atoms` must be an integer >= 2; got {n_atoms!r}")
-    if n_atoms < 2:
-        raise ValueError(f"`n_atoms` must be an integer >= 2 (the centre and a neighbour); got {n_atoms}")
-    return int(n_atoms)
 
 
 def _check_species(species, label: str = "species") -> str:

@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 
 from .progress import show_progress
-from .validation import as_finite_array, check_matching_rows, check_positive
+from .validation import as_finite_array, check_matching_rows, check_n_atoms, check_positive
 
 __all__ = [
     "DEFAULT_SPECIES",
@@ -96,7 +96,7 @@ def distances_from_coulomb(features, n_atoms: int, z_center: float = 32, species
     """
     features = as_finite_array(features, "features", ndim=(1, 2))
     features = np.atleast_2d(features)
-    n_atoms = _check_n_atoms(n_atoms)
+    n_atoms = check_n_atoms(n_atoms)
     expected = n_atoms * (n_atoms + 1) // 2
     if features.shape[1] != expected:
         raise ValueError(f"`features` must have n_atoms*(n_atoms+1)/2 = {expected} columns for "
@@ -219,12 +219,6 @@ def site_structure(descriptors, n_atoms: int, slot_z=None, **options) -> dict:
     :returns: the dict of :func:`analyze_coulomb`, one row per site.
     """
     return analyze_coulomb(descriptors, n_atoms, monotonic=False, slot_z=slot_z, **options)
-
-
-def _check_n_atoms(n_atoms) -> int:
-    if isinstance(n_atoms, (bool, np.bool_)) or not isinstance(n_atoms, (int, np.integer)) or n_atoms < 2:
-        raise ValueError(f"`n_atoms` must be an integer >= 2; got {n_atoms!r}")
-    return int(n_atoms)
 
 
 def _check_distances_and_z(distances, Z):

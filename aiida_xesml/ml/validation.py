@@ -75,6 +75,15 @@ def check_integer(value, name: str, minimum: int | None = None, maximum: int | N
     return value
 
 
+def check_n_atoms(value, name: str = "n_atoms") -> int:
+    """The size N of a local Coulomb matrix as an int: a whole number >= 2 (the centre and a neighbour).
+
+    The one home of this rule: the core functions, the descriptor and reconstruction settings of the
+    calcfunctions and the analysis's input check all call it.
+    """
+    return check_integer(value, name, minimum=2)
+
+
 def check_known_keys(settings, allowed, name: str) -> dict:
     """Return ``settings`` as a dict, raising a ValueError for a non-mapping or for keys not in ``allowed``.
 
