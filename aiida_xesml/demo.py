@@ -224,6 +224,8 @@ def run_demo(output_dir: str | Path = "demo-output", protocol: str = "balanced",
     from aiida.engine import submit
     from aiida.orm import load_node
 
+    from aiida_xesml import plotting, query
+
     start = time.time()
     builder = build_demo(protocol, pressures)
     output = Path(output_dir)
@@ -242,9 +244,11 @@ def run_demo(output_dir: str | Path = "demo-output", protocol: str = "balanced",
         if started_daemon:
             _stop_daemon()
     node = load_node(node.pk)
-    summary = pipeline_summary(node, wall_time_s=time.time() - start)
+    summary = query.pipeline_summary(node, wall_time_s=time.time() - start)
+    summary["scale_note"] = scale_note(node, summary)
     if "analysis" in node.outputs and "reconstruction" in node.outputs.analysis:
-        summary["figures"] = [str(path) for path in write_figures(node, output)]
+        figures = plotting.pipeline_figures(query.pipeline_figure_data(node), output)
+        summary["figures"] = [str(path) for path in figures]
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     print_summary(summary)
     print(f"wrote {output / 'summary.json'}")
@@ -254,91 +258,14 @@ def run_demo(output_dir: str | Path = "demo-output", protocol: str = "balanced",
     return summary
 
 
-def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
-    """The demo's figures from a finished (or partly finished) ``xesml.pipeline`` node, as plain values."""
-    outputs = node.outputs
-    summary = {"pipeline_pk": node.pk, "exit_status": node.exit_status, "exit_message": node.exit_message,
-               "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), "pks": {}, "pressures": []}
-    compression = outputs.compression if "compression" in outputs else {}
-    table = compression["summary_table"].get_dict() if "summary_table" in compression else {"rows": []}
-    reconstruction, held_out = {}, {}
-    analysis = outputs.analysis if "analysis" in outputs else {}
-    if "reconstruction_summary" in analysis:
-        rows = analysis["reconstruction_summary"].get_dict()
-        reconstruction = {row["label"]: row for row in rows["rows"]}
-        held_out = {row["label"]: row for row in rows.get("held_out_rows", [])}
-    for row in table["rows"]:
-        target = row["target_pressure_gpa"]
-        rec, rec_held_out = reconstruction.get(float(target), {}), held_out.get(float(target), {})
-        summary["pressures"].append({
-            "target_pressure_gpa": target,
-            "measured_pressure_gpa": row["pressure_gpa"],
-            "variable_cell_pressure_gpa": row["variable_cell_pressure_gpa"],
-            "density_g_cm3": row["density_g_cm3"],
-            "n_snapshots": row["n_snapshots"],
-            "n_site_spectra": rec.get("n_spectra"),
-            "true_first_shell_angstrom": rec.get("true_first_shell_mean_angstrom"),
-            "reconstructed_first_shell_angstrom": rec.get("first_shell_mean_angstrom"),
-            "reconstructed_first_shell_spread_angstrom": rec.get("first_shell_mean_angstrom_spread"),
-            "true_cn": rec.get("true_cn"),
-            "reconstructed_cn": rec.get("cn"),
-            "reconstructed_cn_spread": rec.get("cn_spread"),
-            "held_out_n_site_spectra": rec_held_out.get("n_spectra"),
-            "held_out_true_cn": rec_held_out.get("true_cn"),
-            "held_out_reconstructed_cn": rec_held_out.get("cn"),
-            "held_out_reconstructed_cn_spread": rec_held_out.get("cn_spread"),
-        })
-    if "metrics" in analysis:
-        metrics = analysis["metrics"].get_dict()
-        summary["emulator_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["targets"].items()}
-        summary["emulator_r2"] = {name: values["r2"] for name, values in metrics["targets"].items()}
-        summary["n_train"], summary["n_test"] = metrics["n_train"], metrics["n_test"]
-        if "ridge" in metrics:
-            summary["ridge_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["ridge"].items()}
-            summary["split"], summary["verdict"] = metrics["split"], metrics["verdict"]
-            summary["n_test_snapshots"] = metrics["n_test_groups"]
-    if "eca" in analysis:
-        summary["eca_covered_variance_y"] = analysis["eca"].covered_variance
-        summary["eca_covered_variance_x"] = analysis["eca"].covered_variance_x
-        summary["eca_covered_variance_y_held_out"] = analysis["eca"].covered_variance_held_out
-    for key in ("spectra",):
-        if key in outputs:
-            summary["pks"][key] = outputs[key].pk
-    for key in ("dataset", "emulator", "eca", "reconstruction"):
-        if key in analysis:
-            summary["pks"][key] = analysis[key].pk
-    if "summary_table" in compression:
-        summary["pks"]["compression_summary_table"] = compression["summary_table"].pk
-    structure = node.inputs.compression.structure
+def scale_note(node, summary: dict) -> str:
+    """:data:`SCALE_NOTE` filled in for the pipeline ``node`` and its :func:`aiida_xesml.query.pipeline_summary`."""
+    compression = node.inputs.compression
     n_sites = sum(row.get("n_site_spectra") or 0 for row in summary["pressures"])
-    summary["scale_note"] = SCALE_NOTE.format(
+    return SCALE_NOTE.format(
         n_sites=n_sites, n_snapshots=sum(row["n_snapshots"] or 0 for row in summary["pressures"]),
-        n_atoms=len(structure.sites), n_md=node.inputs.compression.nstep_equilibration.value
-        + node.inputs.compression.nstep_production.value, temperature=node.inputs.compression.temperature_k.value)
-    return summary
-
-
-def write_figures(node, folder: Path) -> list[Path]:
-    """The figures of :mod:`aiida_xesml.plotting` for a finished pipeline, as PNG files in ``folder``."""
-    from aiida_xesml import plotting
-    from aiida_xesml.calculations.reconstruct import read_reconstruction
-
-    analysis, spectra = node.outputs.analysis, node.outputs.spectra
-    dataset, reconstruction = analysis.dataset, read_reconstruction(analysis.reconstruction)
-    predicted = analysis.emulator.get_emulator().predict(analysis.emulator.select_features(dataset.descriptors))
-    return [
-        plotting.parity_plot(dataset.moments, predicted, dataset.moment_names, dataset.row_labels,
-                             folder / "parity.png"),
-        plotting.mean_spectra_plot(spectra.energy_ev, spectra.intensity, spectra.row_labels, folder / "mean_spectra.png"),
-        plotting.covered_variance_plot(analysis.eca.covered_variance, analysis.eca.covered_variance_x,
-                                       folder / "eca_covered_variance.png",
-                                       covered_y_held_out=analysis.eca.covered_variance_held_out or None),
-        plotting.reconstruction_plot(
-            reconstruction["label"], reconstruction["true_distances_angstrom"], reconstruction["distances_angstrom"],
-            reconstruction["true_cn"], reconstruction["cn"], folder / "reconstruction.png",
-            reconstructed_distances_spread=reconstruction["distances_angstrom_spread"],
-            reconstructed_cn_spread=reconstruction["cn_spread"]),
-    ]
+        n_atoms=len(compression.structure.sites), temperature=compression.temperature_k.value,
+        n_md=compression.nstep_equilibration.value + compression.nstep_production.value)
 
 
 def _number(value, spec: str) -> str:

@@ -601,3 +601,22 @@ def reconstruction_plot(labels, true_distances, reconstructed_distances, true_cn
         right.legend(loc="best", framealpha=0.9)
         fig.suptitle("Structure reconstruction: true vs reconstructed", x=0.01, ha="left", fontweight="bold")
         return _save(fig, path)
+
+
+def pipeline_figures(data: Mapping, folder) -> list[Path]:
+    """The demo's four figures as PNG files in ``folder``: parity, mean spectra, ECA covered variance and
+    reconstruction, from the plain arrays of :func:`aiida_xesml.query.pipeline_figure_data`."""
+    folder = Path(folder)
+    reconstruction = data["reconstruction"]
+    return [
+        parity_plot(data["moments"], data["predicted_moments"], data["moment_names"], data["row_labels"],
+                    folder / "parity.png"),
+        mean_spectra_plot(data["energy_ev"], data["intensity"], data["spectra_labels"], folder / "mean_spectra.png"),
+        covered_variance_plot(data["covered_variance_y"], data["covered_variance_x"], folder / "eca_covered_variance.png",
+                              covered_y_held_out=data["covered_variance_y_held_out"]),
+        reconstruction_plot(
+            reconstruction["label"], reconstruction["true_distances_angstrom"], reconstruction["distances_angstrom"],
+            reconstruction["true_cn"], reconstruction["cn"], folder / "reconstruction.png",
+            reconstructed_distances_spread=reconstruction["distances_angstrom_spread"],
+            reconstructed_cn_spread=reconstruction["cn_spread"]),
+    ]

@@ -106,3 +106,83 @@ def reconstruction_row(node: orm.ArrayData, label: float, held_out: bool = False
         raise ValueError(f"`label` {label} is not in this reconstruction (labels {labels})")
     row = labels.index(float(label))
     return {name: values[row] for name, values in arrays.items() if values is not None and np.ndim(values) > 0}
+
+
+def pipeline_summary(node, wall_time_s: float | None = None) -> dict:
+    """The figures of a finished (or partly finished) ``xesml.pipeline`` node, as plain values (the demo's
+    ``summary.json``): per pressure the target and measured pressure, density, snapshots, site spectra, and
+    the true and reconstructed first-shell distance (Å) and CN with their spreads; the emulator's held-out
+    Pearson r and R² beside the ridge baseline; the ECA covered variance; the pks of the outputs."""
+    outputs = node.outputs
+    summary = {"pipeline_pk": node.pk, "exit_status": node.exit_status, "exit_message": node.exit_message,
+               "wall_time_s": None if wall_time_s is None else round(wall_time_s, 1), "pks": {}, "pressures": []}
+    compression = outputs.compression if "compression" in outputs else {}
+    table = compression["summary_table"].get_dict() if "summary_table" in compression else {"rows": []}
+    reconstruction, held_out = {}, {}
+    analysis = outputs.analysis if "analysis" in outputs else {}
+    if "reconstruction_summary" in analysis:
+        rows = analysis["reconstruction_summary"].get_dict()
+        reconstruction = {row["label"]: row for row in rows["rows"]}
+        held_out = {row["label"]: row for row in rows.get("held_out_rows", [])}
+    for row in table["rows"]:
+        target = row["target_pressure_gpa"]
+        rec, rec_held_out = reconstruction.get(float(target), {}), held_out.get(float(target), {})
+        summary["pressures"].append({
+            "target_pressure_gpa": target,
+            "measured_pressure_gpa": row["pressure_gpa"],
+            "variable_cell_pressure_gpa": row["variable_cell_pressure_gpa"],
+            "density_g_cm3": row["density_g_cm3"],
+            "n_snapshots": row["n_snapshots"],
+            "n_site_spectra": rec.get("n_spectra"),
+            "true_first_shell_angstrom": rec.get("true_first_shell_mean_angstrom"),
+            "reconstructed_first_shell_angstrom": rec.get("first_shell_mean_angstrom"),
+            "reconstructed_first_shell_spread_angstrom": rec.get("first_shell_mean_angstrom_spread"),
+            "true_cn": rec.get("true_cn"),
+            "reconstructed_cn": rec.get("cn"),
+            "reconstructed_cn_spread": rec.get("cn_spread"),
+            "held_out_n_site_spectra": rec_held_out.get("n_spectra"),
+            "held_out_true_cn": rec_held_out.get("true_cn"),
+            "held_out_reconstructed_cn": rec_held_out.get("cn"),
+            "held_out_reconstructed_cn_spread": rec_held_out.get("cn_spread"),
+        })
+    if "metrics" in analysis:
+        metrics = analysis["metrics"].get_dict()
+        summary["emulator_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["targets"].items()}
+        summary["emulator_r2"] = {name: values["r2"] for name, values in metrics["targets"].items()}
+        summary["n_train"], summary["n_test"] = metrics["n_train"], metrics["n_test"]
+        if "ridge" in metrics:
+            summary["ridge_pearson_r"] = {name: values["pearson_r"] for name, values in metrics["ridge"].items()}
+            summary["split"], summary["verdict"] = metrics["split"], metrics["verdict"]
+            summary["n_test_snapshots"] = metrics["n_test_groups"]
+    if "eca" in analysis:
+        summary["eca_covered_variance_y"] = analysis["eca"].covered_variance
+        summary["eca_covered_variance_x"] = analysis["eca"].covered_variance_x
+        summary["eca_covered_variance_y_held_out"] = analysis["eca"].covered_variance_held_out
+    for key in ("spectra",):
+        if key in outputs:
+            summary["pks"][key] = outputs[key].pk
+    for key in ("dataset", "emulator", "eca", "reconstruction"):
+        if key in analysis:
+            summary["pks"][key] = analysis[key].pk
+    if "summary_table" in compression:
+        summary["pks"]["compression_summary_table"] = compression["summary_table"].pk
+    return summary
+
+
+def pipeline_figure_data(node) -> dict:
+    """The arrays that :func:`aiida_xesml.plotting.pipeline_figures` draws, from a finished ``xesml.pipeline``
+    node: the data set's moments and the emulator's predictions of them, the site spectra, the ECA covered
+    variance and the reconstruction (distances in Å, CN)."""
+    from aiida_xesml.calculations.reconstruct import read_reconstruction
+
+    analysis, spectra = node.outputs.analysis, node.outputs.spectra
+    dataset = analysis.dataset
+    emulator = analysis.emulator
+    return {
+        "moments": dataset.moments, "moment_names": dataset.moment_names, "row_labels": dataset.row_labels,
+        "predicted_moments": emulator.get_emulator().predict(emulator.select_features(dataset.descriptors)),
+        "energy_ev": spectra.energy_ev, "intensity": spectra.intensity, "spectra_labels": spectra.row_labels,
+        "covered_variance_y": analysis.eca.covered_variance, "covered_variance_x": analysis.eca.covered_variance_x,
+        "covered_variance_y_held_out": analysis.eca.covered_variance_held_out or None,
+        "reconstruction": read_reconstruction(analysis.reconstruction),
+    }

@@ -9,7 +9,7 @@ from aiida import orm
 from aiida.engine import run_get_node
 
 from aiida_xesml import query
-from aiida_xesml.demo import pipeline_summary, write_figures
+from aiida_xesml.plotting import pipeline_figures
 from aiida_xesml.workflows.pipeline import PipelineWorkChain
 
 pytestmark = pytest.mark.qe
@@ -52,11 +52,11 @@ def test_pipeline_end_to_end_and_its_provenance(fast_pipeline, tmp_path):
     assert analysis["dataset"].uuid not in {d.uuid for d in query.datasets_by_label(5.0, 25.0)}
 
     # the demo's summary and figures from this (small, real) run
-    summary = pipeline_summary(node)
+    summary = query.pipeline_summary(node)
     assert [row["n_site_spectra"] for row in summary["pressures"]] == [6, 6]
     assert [row["true_cn"] for row in summary["pressures"]] == [6.0, 6.0]
     assert summary["pks"]["reconstruction"] == reconstruction.pk
-    for path in write_figures(node, tmp_path):
+    for path in pipeline_figures(query.pipeline_figure_data(node), tmp_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
