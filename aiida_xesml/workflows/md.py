@@ -13,6 +13,7 @@ from __future__ import annotations
 from aiida import orm
 from aiida.common import AttributeDict
 from aiida.engine import ToContext, WorkChain, while_
+from aiida_quantumespresso.calculations.pw import PwCalculation
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
 
@@ -33,8 +34,13 @@ from aiida_xesml.workflows.common import (
 THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v", "rescale-T", "not_controlled")
 # Thermostats that drive the ions towards tempw, so that a ramp of tempw is followed (rescale-T ignores tempw).
 RAMP_THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v")
-# pw.x exit codes after which a segment is continued from its last good frame.
-ELECTRONIC_FAILURES = (410, 500, 510)  # electronic convergence failed (alone or inside the ionic cycle)
+# pw.x failures after which a segment is continued from its last good frame with mixing_beta reduced by
+# MIXING_REDUCTION: the electronic convergence failed, alone or inside the ionic cycle (named by the labels of
+# PwCalculation's exit codes, so that the numbers have one home). Any other failure is continued unchanged.
+ELECTRONIC_FAILURES = tuple(PwCalculation.exit_codes[label].status for label in (
+    "ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED", "ERROR_IONIC_CONVERGENCE_NOT_REACHED",
+    "ERROR_IONIC_CYCLE_ELECTRONIC_CONVERGENCE_NOT_REACHED"))
+OUT_OF_WALLTIME = PwCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status
 MIXING_REDUCTION = 0.7
 
 
@@ -312,7 +318,7 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
 
         label = (calculations[-1].exit_message if calculations else None) or f"exit status {status}"
         if self.ctx.last_failure == status:
-            advice = ("Reduce nstep_per_segment or raise max_wallclock_seconds." if status == 400 else
+            advice = ("Reduce nstep_per_segment or raise max_wallclock_seconds." if status == OUT_OF_WALLTIME else
                       "Check the electronic settings (mixing_beta, conv_thr, cutoffs) or the structure.")
             return self.exit_codes.ERROR_SEGMENT_FAILED_TWICE.format(
                 status=status, label=label, done=self.ctx.steps_done, advice=advice)
