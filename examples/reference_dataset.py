@@ -251,13 +251,15 @@ def read_manifest() -> dict:
 
 
 def glass_part_archive(key: str) -> Path:
-    """Where the finished melt or quench of stage ``key`` (``<data set>/glass/melt``) is kept."""
+    """Where the finished melt, quench or whole glass of stage ``key`` (``<data set>/glass/melt``,
+    ``<data set>/glass``) is kept."""
     return PART_DIR / f"{key.replace('/', '-')}.aiida"
 
 
 def glass_part(key: str):
-    """The finished xesml.md of a glass part (melt or quench) in this profile, imported from its archive
-    (made by an earlier sitting) when the profile lacks it; None if there is none."""
+    """The finished node of a glass part in this profile (the xesml.md of a melt or quench, or the whole
+    xesml.amorphous), imported from its archive (made by an earlier sitting) when the profile lacks it;
+    None if there is none."""
     from aiida.tools.archive import import_archive
 
     node = find_stage(key)
@@ -269,16 +271,19 @@ def glass_part(key: str):
 
 
 def export_glass_parts(name: str, glass):
-    """Archive each finished melt or quench of ``glass`` once, so that a later sitting can start from it.
+    """Archive each finished melt or quench of ``glass``, and the glass itself once it has finished, so that a
+    later sitting can start from them.
 
-    The archive holds the xesml.md run, its pw.x calculations and their inputs and outputs, but not the
-    xesml.amorphous that called it (it is still running); the manifest records its checksum.
+    A part's archive holds the xesml.md run, its pw.x calculations and their inputs and outputs, but not the
+    xesml.amorphous that called it (it is still running); the glass's archive holds the xesml.amorphous with
+    everything it ran, the melt it continued from included. The manifest records each checksum.
     """
     from aiida.common.links import LinkType
     from aiida.tools.archive import create_archive
 
     from aiida_xesml.ml.reference_data import sha256
 
+    export_whole_glass(name, glass)
     for part in ("melt", "quench"):
         key = f"{name}/glass/{part}"
         path = glass_part_archive(key)
@@ -304,6 +309,32 @@ def export_glass_parts(name: str, glass):
         print(f"stage {key}: exported <{md.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
+def export_whole_glass(name: str, glass):
+    """Archive the finished xesml.amorphous ``glass`` (stage ``<name>/glass``) once, with its summary in the
+    manifest, so that a later sitting starts the compression from it without a profile of this one."""
+    from aiida.tools.archive import create_archive
+
+    from aiida_xesml.ml.reference_data import sha256
+
+    key = f"{name}/glass"
+    path = glass_part_archive(key)
+    if path.is_file() or not glass.is_finished_ok:
+        return
+    PART_DIR.mkdir(parents=True, exist_ok=True)
+    create_archive([glass], filename=path, include_authinfos=False)
+    summary = glass.outputs.summary.get_dict()
+    manifest = read_manifest()
+    manifest.setdefault("glass_parts", {})[key] = {
+        "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
+        "archive_bytes": path.stat().st_size, "process_uuid": glass.uuid,
+        "density_g_cm3": summary.get("density_g_cm3"), "cn_histogram": summary.get("cn_histogram"),
+        "wall_seconds": (glass.mtime - glass.ctime).total_seconds(),
+        "code": code_version(), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"stage {key}: exported <{glass.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
 def glass_stage(name: str, config: dict, codes):
     """The melt-quench (xesml.amorphous) of a random network: the glass that the compression starts from.
 
@@ -317,6 +348,7 @@ def glass_stage(name: str, config: dict, codes):
     from aiida_xesml.workflows.amorphous import AmorphousWorkChain
 
     settings = config["glass"]
+    glass_part(f"{name}/glass")  # a glass finished in an earlier sitting: run_stage then finds it
 
     def build():
         melt, quench = glass_part(f"{name}/glass/melt"), glass_part(f"{name}/glass/quench")
