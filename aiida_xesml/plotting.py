@@ -28,7 +28,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .ml.moments import DEFAULT_WINDOWS
+from .ml.moments import DEFAULT_WINDOWS, check_windows
 from .ml.validation import as_finite_array
 
 __all__ = [
@@ -234,21 +234,6 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def _check_windows(windows) -> dict[str, tuple[float, float]]:
-    if not isinstance(windows, Mapping):
-        raise ValueError(f"`windows` must be a mapping name -> (lo, hi) in eV; got {type(windows).__name__}")  # noqa: TRY004
-    checked = {}
-    for name, pair in windows.items():
-        try:
-            lo, hi = (float(value) for value in pair)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"`windows[{name!r}]` must be a pair (lo, hi) in eV; got {pair!r}") from exc
-        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"`windows[{name!r}]` must satisfy lo < hi (finite, eV); got {pair!r}")
-        checked[str(name)] = (lo, hi)
-    return checked
-
-
 def mean_spectra_plot(energy, intensity, labels, path, windows=None, offset=None) -> Path:
     """Mean site spectrum per pressure, stacked with a vertical offset, with the moment windows shaded.
 
@@ -272,7 +257,8 @@ def mean_spectra_plot(energy, intensity, labels, path, windows=None, offset=None
     if intensity.shape[1] != energy.size:
         raise ValueError(f"`intensity` has {intensity.shape[1]} energy columns but `energy` has {energy.size} points")
     labels = _label_array(labels, "labels", intensity.shape[0])
-    windows = _check_windows(DEFAULT_WINDOWS if windows is None else windows)
+    windows = DEFAULT_WINDOWS if windows is None else windows
+    windows = check_windows(windows) if len(windows) else {}  # no windows: nothing shaded
     path = _output_path(path)
 
     distinct = np.unique(labels)

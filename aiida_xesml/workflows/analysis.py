@@ -310,15 +310,14 @@ def check_settings(inputs) -> tuple[str, str] | None:
             training_settings(inputs.training_parameters.get_dict())
         except ValueError as exc:
             return "ERROR_INVALID_PARAMETERS", f"training_parameters: {exc}"
-    k = {**DEFAULT_ECA, **inputs.eca_parameters.get_dict()}["n_components"]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
+    try:
+        k = eca_settings(inputs.eca_parameters.get_dict())["n_components"]
+    except ValueError as exc:
+        return "ERROR_INVALID_ECA", f"eca_parameters: {exc}."
+    if k > d:  # the one rule that needs the descriptor: at most as many components as features
         return "ERROR_INVALID_ECA", (
             f"eca_parameters.n_components = {k!r}, but it must be an integer in [1, {d}] (the number of descriptor "
             f"features for n_atoms = {n_atoms}); ask for fewer components.")
-    try:
-        eca_settings(inputs.eca_parameters.get_dict())
-    except ValueError as exc:
-        return "ERROR_INVALID_ECA", f"eca_parameters: {exc}."
     try:  # as _reconstruction_parameters builds them
         reconstruction_settings({**inputs.reconstruction_parameters.get_dict(), "ensemble_mean": True,
                                  "n_atoms": n_atoms, "windows": windows})
