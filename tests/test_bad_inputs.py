@@ -498,7 +498,7 @@ CASES = [
          ValueError, r"input `dataset` is a XesSpectraData .*, not a XesDatasetData"),
     Case("fit-eca-zero-components", "calcfunction",
          lambda e: _calc("fit_eca")(e["dataset"], e["emulator_node"], orm.Dict({"n_components": 0})),
-         ValueError, r"`parameters\['n_components'\]` must be >= 1; got 0"),
+         ValueError, r"The 'n_components' parameter of the ECA `parameters` must be an int in the range \[1, inf\)\. Got 0"),
     Case("featurize-n-atoms-1", "calcfunction",
          lambda e: _calc("featurize")(orm.Dict({"n_atoms": 1}), snapshot_0=e["structure"]),
          ValueError, r"`parameters\['n_atoms'\]` must be >= 2; got 1"),

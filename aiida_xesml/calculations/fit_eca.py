@@ -3,6 +3,7 @@
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
+from sklearn.utils._param_validation import validate_parameter_constraints
 
 from aiida_xesml.calculations.checks import require_arrays, require_type
 from aiida_xesml.data.dataset import XesDatasetData
@@ -15,9 +16,14 @@ DEFAULT_ECA = {"n_components": 3, "seed": 0}
 
 
 def eca_settings(parameters: dict) -> dict:
-    """:data:`DEFAULT_ECA` updated with ``parameters``; a ValueError naming a bad or unknown key."""
+    """:data:`DEFAULT_ECA` updated with ``parameters``; a ValueError naming a bad or unknown key.
+
+    ``n_components`` is checked against :class:`~aiida_xesml.ml.eca.ECA`'s own constraint (its one home);
+    ``seed``, the shell's name of ``random_state``, must be a whole number >= 0 (it is stored as an int).
+    """
     settings = {**DEFAULT_ECA, **check_known_keys(parameters, DEFAULT_ECA, "ECA parameters")}
-    settings["n_components"] = check_integer(settings["n_components"], "parameters['n_components']", minimum=1)
+    validate_parameter_constraints({"n_components": ECA._parameter_constraints["n_components"]},
+                                   {"n_components": settings["n_components"]}, caller_name="the ECA `parameters`")
     if settings["seed"] is not None:
         settings["seed"] = check_integer(settings["seed"], "parameters['seed']", minimum=0)
     return settings

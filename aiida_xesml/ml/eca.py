@@ -26,15 +26,18 @@ How the fit is made fast (docs/topics/emulator-eca.md has the measured figures):
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval
 from threadpoolctl import threadpool_limits
 
 from .emulator import _activate, _derivative
 from .progress import progress
-from .validation import as_finite_array, check_integer, check_matching_rows, check_positive
+from .validation import as_finite_array, check_matching_rows
 
 _BLOCK_ROWS = 1024  # rows per block of an evaluation (bounds the work arrays)
 _JACOBIAN_ROWS = 500  # rows whose emulator Jacobians give the active-subspace starts
@@ -227,6 +230,20 @@ class ECA(TransformerMixin, BaseEstimator):
     Held-out figures: :meth:`covered_variance`, :meth:`covered_variance_x`, :meth:`score`.
     """
 
+    #: scikit-learn's parameter rules, checked by :meth:`fit`; the one bound that needs the data
+    #: (``n_components`` at most the number of input features) is checked there too.
+    _parameter_constraints: dict = {
+        "emulator": "no_validation",  # checked with the data: fitted, and the data's widths
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "n_restarts": [Interval(Integral, 0, None, closed="left")],
+        "n_screen": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "always_screen": ["boolean"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(self, emulator, n_components: int = 3, random_state: int | None = 0, n_restarts: int = 4,
                  n_screen: int = 500, max_iter: int = 300, tol: float = 1e-6, always_screen: bool = False,
                  verbose: bool = False):
@@ -268,18 +285,13 @@ class ECA(TransformerMixin, BaseEstimator):
 
         Deterministic for a given ``random_state``. BLAS runs on one thread while it works.
         """
+        self._validate_params()
         X, Y = self._check_data(X, Y)
         d = X.shape[1]
-        try:
-            k_max = int(self.n_components)
-        except (TypeError, ValueError):
-            k_max = 0
-        if not 1 <= k_max <= d:
+        if self.n_components > d:
             raise ValueError(f"`n_components` must lie in [1, {d}] (the number of input features); got {self.n_components}")
-        n_restarts = check_integer(self.n_restarts, "n_restarts", minimum=0)
-        n_screen = check_integer(self.n_screen, "n_screen", minimum=1)
-        max_iter = check_integer(self.max_iter, "max_iter", minimum=1)
-        tol = check_positive(self.tol, "tol")
+        k_max, n_restarts, n_screen = int(self.n_components), int(self.n_restarts), int(self.n_screen)
+        max_iter, tol = int(self.max_iter), float(self.tol)
         # The blocks are small matrix products: threads only add overhead (and contend on a
         # shared machine), so BLAS runs on one thread during the fit.
         with threadpool_limits(limits=1, user_api="blas"):

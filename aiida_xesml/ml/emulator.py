@@ -13,12 +13,15 @@ arrays (:func:`ensemble_to_arrays`) and gives a mean and a spread (:func:`ensemb
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPRegressor
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .validation import as_finite_array, check_matching_rows
 
@@ -86,7 +89,20 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
 
     Fitted attributes: ``coefs_``, ``intercepts_`` (lists of arrays, standardized units),
     ``x_mean_``, ``x_scale_``, ``y_mean_``, ``y_scale_``, ``n_features_in_``, ``n_outputs_``.
+
+    The parameters' rules are :attr:`_parameter_constraints` (scikit-learn's), checked by :meth:`fit`; the
+    training settings of the shell are checked against the same constraints
+    (:func:`aiida_xesml.ml.training.checked_training_settings`).
     """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "solver": [StrOptions({"lbfgs", "adam", "sgd"})],
+        "random_state": ["random_state"],
+    }
 
     def __init__(self, hidden_layer_sizes=(64, 64), activation: str = "tanh", alpha: float = DEFAULT_ALPHA,
                  max_iter: int = 2000, solver: str = "lbfgs", random_state: int | None = 0):
@@ -101,8 +117,7 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
 
     def fit(self, X, Y):
         """Standardize X and Y and fit the MLP. ``Y`` may be 1-D (one target). Returns self."""
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        self._validate_params()
         X = as_finite_array(X, "X", ndim=2)
         Y = as_finite_array(Y, "Y", ndim=(1, 2))
         Y = Y[:, None] if Y.ndim == 1 else Y
@@ -284,14 +299,14 @@ class LinearEmulator(MLPEmulator):
         rows, so its effect shrinks as the number of rows grows).
     """
 
+    _parameter_constraints: dict = {"alpha": [Interval(Real, 0, None, closed="left")]}
+
     def __init__(self, alpha: float = 1.0):
         self.alpha = alpha
 
     def fit(self, X, Y):
         """Standardize X and Y and fit the ridge regression. ``Y`` may be 1-D. Returns self."""
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.floating)) \
-                or not np.isfinite(self.alpha) or self.alpha < 0:
-            raise ValueError(f"`alpha` (ridge penalty) must be a finite number >= 0; got {self.alpha!r}")
+        self._validate_params()
         X = as_finite_array(X, "X", ndim=2)
         Y = as_finite_array(Y, "Y", ndim=(1, 2))
         Y = Y[:, None] if Y.ndim == 1 else Y

@@ -18,9 +18,10 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import resample
+from sklearn.utils._param_validation import validate_parameter_constraints
 
 from .dataset import SPLIT_KINDS, split_rows, stratified_split
-from .emulator import ACTIVATIONS, DEFAULT_ALPHA, MLPEmulator, ensemble_predict, regression_metrics
+from .emulator import DEFAULT_ALPHA, MLPEmulator, ensemble_predict, regression_metrics
 from .model_selection import DEFAULT_MAX_ITER, NETWORK_GRID, RIDGE_GRID, check_feature_sets, check_grid, select_models
 from .validation import as_finite_array, check_integer, check_known_keys, check_matching_rows
 
@@ -56,7 +57,8 @@ def checked_training_settings(settings: dict | None = None, name: str = "setting
 
     :param name: how the caller calls the settings, used in messages (e.g. ``"parameters"``).
     :raises ValueError: naming the key: unknown keys, ``hidden_layer_sizes`` not a non-empty list of
-        whole numbers >= 1, an unknown ``activation``, ``alpha`` < 0, ``max_iter`` < 1,
+        whole numbers >= 1, ``activation``, ``alpha`` or ``max_iter`` outside the network's own
+        constraints (:attr:`MLPEmulator._parameter_constraints`: the one home of those rules),
         ``test_fraction`` outside (0, 1), or ``seed`` not a whole number >= 0.
     """
     settings = training_settings(settings)
@@ -65,13 +67,9 @@ def checked_training_settings(settings: dict | None = None, name: str = "setting
         raise ValueError(f"`{name}['hidden_layer_sizes']` must be a non-empty list of layer widths, e.g. [32, 32]; "
                          f"got {sizes!r}")
     settings["hidden_layer_sizes"] = [check_integer(n, f"{name}['hidden_layer_sizes']", minimum=1) for n in sizes]
-    if settings["activation"] not in ACTIVATIONS:
-        raise ValueError(f"`{name}['activation']` must be one of {', '.join(ACTIVATIONS)}; "
-                         f"got {settings['activation']!r}")
-    alpha = settings["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha) or alpha < 0:
-        raise ValueError(f"`{name}['alpha']` (L2 penalty) must be a finite number >= 0; got {alpha!r}")
-    settings["max_iter"] = check_integer(settings["max_iter"], f"{name}['max_iter']", minimum=1)
+    network_keys = ("activation", "alpha", "max_iter")
+    validate_parameter_constraints({key: MLPEmulator._parameter_constraints[key] for key in network_keys},
+                                   {key: settings[key] for key in network_keys}, caller_name=f"`{name}`")
     settings["test_fraction"] = _check_fraction(settings["test_fraction"], f"{name}['test_fraction']")
     settings["seed"] = check_integer(settings["seed"], f"{name}['seed']", minimum=0)
     return settings

@@ -324,9 +324,14 @@ def test_errors_name_the_argument(hidden_problem):
         ECA(MLPEmulator()).fit(X, Y)
     with pytest.raises(ValueError, match="`Y` has no variance"):
         ECA(emulator).fit(X, np.ones_like(Y))
-    for name, value in (("tol", 0.0), ("n_screen", 0), ("n_restarts", -1), ("max_iter", 0)):
-        with pytest.raises(ValueError, match=f"`{name}`"):
-            ECA(emulator, **{name: value}).fit(X, Y)
+    # scikit-learn's parameter validation (ECA._parameter_constraints), before any data is looked at
+    for name, value, rule in (("tol", 0.0, r"a float in the range \(0.0, inf\)"),
+                              ("n_screen", 0, r"an int in the range \[1, inf\)"),
+                              ("n_restarts", -1, r"an int in the range \[0, inf\)"),
+                              ("max_iter", 0, r"an int in the range \[1, inf\)"),
+                              ("n_components", 0, r"an int in the range \[1, inf\)")):
+        with pytest.raises(ValueError, match=f"The '{name}' parameter of ECA must be {rule}. Got {value}"):
+            ECA(emulator, **{name: value}).fit(X[:, :19], Y)  # X of the wrong width: the parameters come first
 
 
 def test_held_out_errors_name_the_argument(hidden_problem):

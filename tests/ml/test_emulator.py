@@ -138,7 +138,7 @@ def test_linear_emulator_arrays_load_as_an_mlp_emulator_bit_identically():
     assert type(as_linear) is LinearEmulator
     with pytest.raises(ValueError, match="hidden layers"):
         LinearEmulator.from_arrays(MLPEmulator(hidden_layer_sizes=(4,), max_iter=20).fit(X, Y).to_arrays())
-    with pytest.raises(ValueError, match="`alpha`"):
+    with pytest.raises(ValueError, match=r"The 'alpha' parameter of LinearEmulator must be a float in the range \[0.0, inf\)"):
         LinearEmulator(alpha=-1).fit(X, Y)
 
 

@@ -181,9 +181,9 @@ def test_fit_emulators_errors_name_the_argument():
 
 @pytest.mark.parametrize("settings, message", [
     ({"hidden_layer_sizes": "abc"}, r"`parameters\['hidden_layer_sizes'\]` must be a non-empty list"),
-    ({"activation": "swish"}, r"`parameters\['activation'\]` must be one of"),
-    ({"alpha": -1}, r"`parameters\['alpha'\]` \(L2 penalty\) must be a finite number >= 0"),
-    ({"max_iter": 0}, r"`parameters\['max_iter'\]` must be >= 1"),
+    ({"activation": "swish"}, r"The 'activation' parameter of `parameters` must be a str among .*Got 'swish'"),
+    ({"alpha": -1}, r"The 'alpha' parameter of `parameters` must be a float in the range \[0.0, inf\)\. Got -1"),
+    ({"max_iter": 0}, r"The 'max_iter' parameter of `parameters` must be an int in the range \[1, inf\)\. Got 0"),
     ({"test_fraction": 1.5}, r"`parameters\['test_fraction'\]` must lie in \(0, 1\)"),
     ({"seed": -2}, r"`parameters\['seed'\]` must be >= 0"),
 ])
