@@ -308,13 +308,17 @@ def _last_node_id() -> int:
 
 
 def _qe_calculations_since(node_id: int) -> dict[int, bool]:
-    """The QE calculations stored after node ``node_id``: pk -> whether it came from AiiDA's cache."""
+    """The QE calculations stored after node ``node_id``: pk -> whether it came from AiiDA's cache.
+
+    Calculations imported from an archive (members of an import group) were not run here and are left out.
+    """
     from aiida import orm
 
-    query = orm.QueryBuilder().append(orm.CalcJobNode, project=["id", "extras"],
-                                      filters={"id": {">": node_id},
-                                               "attributes.process_label": {"in": list(QE_CALCULATIONS)}})
-    return {pk: "_aiida_cached_from" in (extras or {}) for pk, extras in query.all()}
+    filters = {"id": {">": node_id}, "attributes.process_label": {"in": list(QE_CALCULATIONS)}}
+    query = orm.QueryBuilder().append(orm.CalcJobNode, project=["id", "extras"], filters=filters)
+    imported = set(orm.QueryBuilder().append(orm.ImportGroup, tag="import").append(
+        orm.CalcJobNode, with_group="import", filters=filters, project="id").all(flat=True))
+    return {pk: "_aiida_cached_from" in (extras or {}) for pk, extras in query.all() if pk not in imported}
 
 
 def _invalidate_cache_sources(node_id: int, everything: bool) -> None:
