@@ -3,14 +3,13 @@
 import numpy as np
 from aiida import orm
 from aiida.engine import calcfunction
-from sklearn.utils._param_validation import validate_parameter_constraints
 
 from aiida_xesml.calculations.checks import require_arrays, require_type
 from aiida_xesml.data.dataset import XesDatasetData
 from aiida_xesml.data.eca import XesEcaData
 from aiida_xesml.data.emulator import EmulatorData
 from aiida_xesml.ml.eca import ECA
-from aiida_xesml.ml.validation import check_integer, check_known_keys
+from aiida_xesml.ml.validation import check_estimator_settings, check_integer, check_known_keys
 
 DEFAULT_ECA = {"n_components": 3, "seed": 0}
 
@@ -22,8 +21,7 @@ def eca_settings(parameters: dict) -> dict:
     ``seed``, the shell's name of ``random_state``, must be a whole number >= 0 (it is stored as an int).
     """
     settings = {**DEFAULT_ECA, **check_known_keys(parameters, DEFAULT_ECA, "ECA parameters")}
-    validate_parameter_constraints({"n_components": ECA._parameter_constraints["n_components"]},
-                                   {"n_components": settings["n_components"]}, caller_name="the ECA `parameters`")
+    check_estimator_settings(ECA, settings, ("n_components",), "the ECA `parameters`")
     if settings["seed"] is not None:
         settings["seed"] = check_integer(settings["seed"], "parameters['seed']", minimum=0)
     return settings

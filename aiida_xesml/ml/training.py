@@ -18,12 +18,11 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import resample
-from sklearn.utils._param_validation import validate_parameter_constraints
 
 from .dataset import SPLIT_KINDS, split_rows, stratified_split
 from .emulator import DEFAULT_ALPHA, MLPEmulator, ensemble_predict, regression_metrics
 from .model_selection import DEFAULT_MAX_ITER, NETWORK_GRID, RIDGE_GRID, check_feature_sets, check_grid, select_models
-from .validation import as_finite_array, check_integer, check_known_keys, check_matching_rows
+from .validation import as_finite_array, check_estimator_settings, check_integer, check_known_keys, check_matching_rows
 
 #: Defaults of :func:`train_emulator`; every key may be overridden.
 DEFAULT_TRAINING = {
@@ -67,9 +66,7 @@ def checked_training_settings(settings: dict | None = None, name: str = "setting
         raise ValueError(f"`{name}['hidden_layer_sizes']` must be a non-empty list of layer widths, e.g. [32, 32]; "
                          f"got {sizes!r}")
     settings["hidden_layer_sizes"] = [check_integer(n, f"{name}['hidden_layer_sizes']", minimum=1) for n in sizes]
-    network_keys = ("activation", "alpha", "max_iter")
-    validate_parameter_constraints({key: MLPEmulator._parameter_constraints[key] for key in network_keys},
-                                   {key: settings[key] for key in network_keys}, caller_name=f"`{name}`")
+    check_estimator_settings(MLPEmulator, settings, ("activation", "alpha", "max_iter"), f"`{name}`")
     settings["test_fraction"] = _check_fraction(settings["test_fraction"], f"{name}['test_fraction']")
     settings["seed"] = check_integer(settings["seed"], f"{name}['seed']", minimum=0)
     return settings

@@ -8,6 +8,7 @@ numpy error three calls deeper.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.utils._param_validation import validate_parameter_constraints
 
 
 def as_finite_array(value, name: str, *, ndim: int | tuple[int, ...] | None = None,
@@ -73,6 +74,17 @@ def check_integer(value, name: str, minimum: int | None = None, maximum: int | N
                   else f">= {minimum}" if minimum is not None else f"<= {maximum}")
         raise ValueError(f"`{name}` must be {bounds}; got {value}")
     return value
+
+
+def check_estimator_settings(estimator_class, settings: dict, keys, caller: str) -> None:
+    """Check ``settings[key]`` for each of ``keys`` against the scikit-learn ``_parameter_constraints`` of
+    ``estimator_class`` (the one home of those rules), for settings that the shell passes on to it.
+
+    :param caller: how the message names the settings, e.g. ``"`parameters`"``.
+    :raises ValueError: scikit-learn's InvalidParameterError (a ValueError) naming the key and the rule.
+    """
+    validate_parameter_constraints({key: estimator_class._parameter_constraints[key] for key in keys},
+                                   {key: settings[key] for key in keys}, caller_name=caller)
 
 
 def check_n_atoms(value, name: str = "n_atoms") -> int:
