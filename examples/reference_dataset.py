@@ -279,60 +279,49 @@ def export_glass_parts(name: str, glass):
     everything it ran, the melt it continued from included. The manifest records each checksum.
     """
     from aiida.common.links import LinkType
-    from aiida.tools.archive import create_archive
-
-    from aiida_xesml.ml.reference_data import sha256
-
-    export_whole_glass(name, glass)
-    for part in ("melt", "quench"):
-        key = f"{name}/glass/{part}"
-        path = glass_part_archive(key)
-        called = glass.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter=part).all_nodes()
-        if path.is_file() or not called or not called[0].is_finished_ok:
-            continue
-        md = called[0]
-        md.base.extras.set(STAGE_EXTRA, key)
-        PART_DIR.mkdir(parents=True, exist_ok=True)
-        create_archive([md], filename=path, include_authinfos=False, call_calc_backward=False,
-                       call_work_backward=False)
-        manifest = read_manifest()
-        manifest.setdefault("glass_parts", {})[key] = {
-            "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
-            "archive_bytes": path.stat().st_size, "process_uuid": md.uuid,
-            "nstep": int(md.inputs.nstep.value), "temperature_k": float(md.inputs.temperature_k.value),
-            "final_temperature_k": float(md.inputs.final_temperature_k.value)
-            if "final_temperature_k" in md.inputs else None,
-            "wall_seconds": (md.mtime - md.ctime).total_seconds(),
-            "code": code_version(), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-        print(f"stage {key}: exported <{md.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
-
-
-def export_whole_glass(name: str, glass):
-    """Archive the finished xesml.amorphous ``glass`` (stage ``<name>/glass``) once, with its summary in the
-    manifest, so that a later sitting starts the compression from it without a profile of this one."""
-    from aiida.tools.archive import create_archive
-
-    from aiida_xesml.ml.reference_data import sha256
 
     key = f"{name}/glass"
+    if glass.is_finished_ok and not glass_part_archive(key).is_file():
+        summary = glass.outputs.summary.get_dict()
+        archive_glass_part(key, glass, {"density_g_cm3": summary.get("density_g_cm3"),
+                                        "cn_histogram": summary.get("cn_histogram")})
+    for part in ("melt", "quench"):
+        key = f"{name}/glass/{part}"
+        called = glass.base.links.get_outgoing(link_type=LinkType.CALL_WORK, link_label_filter=part).all_nodes()
+        if glass_part_archive(key).is_file() or not called or not called[0].is_finished_ok:
+            continue
+        md = called[0]
+        fields = {"nstep": int(md.inputs.nstep.value), "temperature_k": float(md.inputs.temperature_k.value),
+                  "final_temperature_k": float(md.inputs.final_temperature_k.value)
+                  if "final_temperature_k" in md.inputs else None}
+        archive_glass_part(key, md, fields, call_calc_backward=False, call_work_backward=False)
+
+
+def archive_glass_part(key: str, node, fields: dict, **archive_options):
+    """Write ``node`` (with what ``create_archive``'s ``archive_options`` take along) to the archive of glass
+    part ``key`` and record it in the manifest: checksum, size, UUID, the part's ``fields``, wall time, code.
+
+    The node carries the stage extra ``key`` in the archive, so that a later sitting finds it after the import.
+    The wall time is read before that extra is set: setting an extra moves the node's mtime to now.
+    """
+    from aiida.tools.archive import create_archive
+
+    from aiida_xesml.ml.reference_data import sha256
+
+    wall_seconds = (node.mtime - node.ctime).total_seconds()
+    node.base.extras.set(STAGE_EXTRA, key)
     path = glass_part_archive(key)
-    if path.is_file() or not glass.is_finished_ok:
-        return
     PART_DIR.mkdir(parents=True, exist_ok=True)
-    create_archive([glass], filename=path, include_authinfos=False)
-    summary = glass.outputs.summary.get_dict()
+    create_archive([node], filename=path, include_authinfos=False, **archive_options)
     manifest = read_manifest()
     manifest.setdefault("glass_parts", {})[key] = {
         "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
-        "archive_bytes": path.stat().st_size, "process_uuid": glass.uuid,
-        "density_g_cm3": summary.get("density_g_cm3"), "cn_histogram": summary.get("cn_histogram"),
-        "wall_seconds": (glass.mtime - glass.ctime).total_seconds(),
-        "code": code_version(), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "archive_bytes": path.stat().st_size, "process_uuid": node.uuid, **fields,
+        "wall_seconds": wall_seconds, "code": code_version(),
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    print(f"stage {key}: exported <{glass.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+    print(f"stage {key}: exported <{node.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
 def glass_stage(name: str, config: dict, codes):
