@@ -23,7 +23,7 @@ from sklearn.linear_model import Ridge
 from sklearn.neural_network import MLPRegressor
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .validation import as_finite_array, check_matching_rows
+from .validation import as_finite_array, check_matching_rows, check_training_rows
 
 ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 REQUIRED_ARRAYS = ("x_mean", "x_scale", "y_mean", "y_scale", "activation", "n_layers")
@@ -118,10 +118,7 @@ class MLPEmulator(RegressorMixin, BaseEstimator):
     def fit(self, X, Y):
         """Standardize X and Y and fit the MLP. ``Y`` may be 1-D (one target). Returns self."""
         self._validate_params()
-        X = as_finite_array(X, "X", ndim=2)
-        Y = as_finite_array(Y, "Y", ndim=(1, 2))
-        Y = Y[:, None] if Y.ndim == 1 else Y
-        check_matching_rows(X, "X", Y, "Y")
+        X, Y, _ = check_training_rows(X, Y, y_ndim=(1, 2))
         x_mean, x_scale = X.mean(axis=0), _scale(X)
         y_mean, y_scale = Y.mean(axis=0), _scale(Y)
         mlp = MLPRegressor(hidden_layer_sizes=tuple(self.hidden_layer_sizes), activation=self.activation,
@@ -307,10 +304,7 @@ class LinearEmulator(MLPEmulator):
     def fit(self, X, Y):
         """Standardize X and Y and fit the ridge regression. ``Y`` may be 1-D. Returns self."""
         self._validate_params()
-        X = as_finite_array(X, "X", ndim=2)
-        Y = as_finite_array(Y, "Y", ndim=(1, 2))
-        Y = Y[:, None] if Y.ndim == 1 else Y
-        check_matching_rows(X, "X", Y, "Y")
+        X, Y, _ = check_training_rows(X, Y, y_ndim=(1, 2))
         x_mean, x_scale = X.mean(axis=0), _scale(X)
         y_mean, y_scale = Y.mean(axis=0), _scale(Y)
         ridge = Ridge(alpha=float(self.alpha)).fit((X - x_mean) / x_scale, (Y - y_mean) / y_scale)

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import make_scorer
 from sklearn.model_selection import GroupShuffleSplit, cross_validate
 
-from .validation import as_finite_array, check_integer, check_matching_rows
+from .validation import as_finite_array, check_integer, check_training_rows
 
 __all__ = ["DEFAULT_TRAIN_FRACTIONS", "learning_curve", "learning_curve_plot_data"]
 
@@ -69,13 +69,7 @@ def learning_curve(estimator, X, Y, groups, train_fractions=DEFAULT_TRAIN_FRACTI
         the smallest repeat).
     :raises ValueError: naming the argument: fewer than 3 snapshots, fractions outside (0, 1].
     """
-    X = as_finite_array(X, "X", ndim=2)
-    Y = as_finite_array(Y, "Y", ndim=(1, 2))
-    Y = Y[:, None] if Y.ndim == 1 else Y
-    check_matching_rows(X, "X", Y, "Y")
-    groups = np.asarray(groups)
-    if groups.shape != (len(X),):
-        raise ValueError(f"`groups` has shape {groups.shape}; expected ({len(X)},), one snapshot id per row")
+    X, Y, groups = check_training_rows(X, Y, groups, y_ndim=(1, 2))
     n_groups = len(np.unique(groups))
     if n_groups < 3:
         raise ValueError(f"`groups` holds {n_groups} snapshot(s); a learning curve needs at least 3 "

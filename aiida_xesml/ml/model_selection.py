@@ -38,7 +38,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
 from .emulator import LinearEmulator, MLPEmulator
-from .validation import as_finite_array, check_integer, check_matching_rows
+from .validation import check_integer, check_training_rows
 
 __all__ = [
     "MODEL_KINDS",
@@ -277,12 +277,7 @@ def select_models(X, Y, groups, feature_sets=None, network_grid=None, ridge_grid
         every candidate's parameters and CV mean/std of the score, of R² and of Pearson r, the
         folds' description, the grids, the best of each kind and the selection rule.
     """
-    X = as_finite_array(X, "X", ndim=2)
-    Y = as_finite_array(Y, "Y", ndim=2)
-    check_matching_rows(X, "X", Y, "Y")
-    groups = np.asarray(groups)
-    if groups.shape != (len(X),):
-        raise ValueError(f"`groups` has shape {groups.shape}; expected ({len(X)},), one snapshot id per row")
+    X, Y, groups = check_training_rows(X, Y, groups)
     feature_sets = check_feature_sets(feature_sets, X.shape[1])
     network_grid = check_grid("network", NETWORK_GRID if network_grid is None else network_grid, "network_grid")
     ridge_grid = check_grid("ridge", RIDGE_GRID if ridge_grid is None else ridge_grid, "ridge_grid")

@@ -22,7 +22,7 @@ from sklearn.utils import resample
 from .dataset import SPLIT_KINDS, split_rows, stratified_split
 from .emulator import DEFAULT_ALPHA, MLPEmulator, ensemble_predict, regression_metrics
 from .model_selection import DEFAULT_MAX_ITER, NETWORK_GRID, RIDGE_GRID, check_feature_sets, check_grid, select_models
-from .validation import as_finite_array, check_estimator_settings, check_integer, check_known_keys, check_matching_rows
+from .validation import check_estimator_settings, check_integer, check_known_keys, check_training_rows
 
 #: Defaults of :func:`train_emulator`; every key may be overridden.
 DEFAULT_TRAINING = {
@@ -85,9 +85,7 @@ def train_emulator(X, Y, label=None, settings: dict | None = None):
         ``r2`` and ``rmse`` (target units) on the held-out rows (None where undefined: a target
         constant over the held-out rows), and ``n_train``, ``n_test``.
     """
-    X = as_finite_array(X, "X", ndim=2)
-    Y = as_finite_array(Y, "Y", ndim=2)
-    check_matching_rows(X, "X", Y, "Y")
+    X, Y, _ = check_training_rows(X, Y)
     label = np.zeros(len(X)) if label is None else np.asarray(label, dtype=float)
     settings = training_settings(settings)
     train, test = stratified_split(label, settings["test_fraction"], settings["seed"])
@@ -257,12 +255,7 @@ def fit_emulators(X, Y, groups, label=None, settings: dict | None = None, featur
         ``train`` and ``test`` (row indices), ``verdict`` (a sentence) and ``settings`` (checked).
     :raises ValueError: naming the argument or setting.
     """
-    X = as_finite_array(X, "X", ndim=2)
-    Y = as_finite_array(Y, "Y", ndim=2)
-    check_matching_rows(X, "X", Y, "Y")
-    groups = np.asarray(groups)
-    if groups.shape != (len(X),):
-        raise ValueError(f"`groups` has shape {groups.shape}; expected ({len(X)},), one snapshot id per row")
+    X, Y, groups = check_training_rows(X, Y, groups)
     if label is not None:
         label = np.asarray(label, dtype=float)
         if label.shape != (len(X),):

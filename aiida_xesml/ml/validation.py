@@ -48,6 +48,24 @@ def check_matching_rows(a: np.ndarray, name_a: str, b: np.ndarray, name_b: str) 
         )
 
 
+def check_training_rows(X, Y, groups=None, *, y_ndim: int | tuple[int, ...] = 2):
+    """The finite design matrix ``X`` (n, d), targets ``Y`` (n, m; a 1-D ``Y`` becomes one column when
+    ``y_ndim`` allows it) and, when given, ``groups`` (n,): one snapshot id per row, by which folds and
+    held-out sets are split. Returns ``(X, Y, groups)`` as arrays.
+
+    :raises ValueError: naming ``X``, ``Y`` or ``groups``.
+    """
+    X = as_finite_array(X, "X", ndim=2)
+    Y = as_finite_array(Y, "Y", ndim=y_ndim)
+    Y = Y[:, None] if Y.ndim == 1 else Y
+    check_matching_rows(X, "X", Y, "Y")
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (len(X),):
+            raise ValueError(f"`groups` has shape {groups.shape}; expected ({len(X)},), one snapshot id per row")
+    return X, Y, groups
+
+
 def check_positive(value: float, name: str) -> float:
     """Return ``value`` as a float, raising a ValueError unless it is finite and > 0."""
     try:
