@@ -3,8 +3,8 @@
 For each pressure, in ascending order, a variable-cell step (``vc-relax`` at ``press``, or a short
 ``vc-md``) brings the cell to the pressure, then ``xesml.md`` runs equilibration plus production in
 that cell (NVT). Snapshots are sampled from the production part. Each pressure starts from the
-previous pressure's final structure. Pressures are PBE pressures of this set-up (pseudopotentials,
-cutoffs), not experimental ones.
+previous pressure's final structure, scaled towards the new pressure first (``prescale_cell``).
+Pressures are PBE pressures of this set-up (pseudopotentials, cutoffs), not experimental ones.
 """
 
 from __future__ import annotations
@@ -69,6 +69,13 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         spec.input("bulk_modulus_gpa", valid_type=orm.Float, default=lambda: orm.Float(40.0),
                    help="Bulk modulus (GPa) of the first correction at each pressure; later ones use the secant of "
                         "the MD runs at that pressure.")
+        spec.input("prescale_cell", valid_type=orm.Bool, default=lambda: orm.Bool(True),
+                   help="Before the variable-cell step of each pressure after the first, scale the previous pressure's "
+                        "final MD frame isotropically towards the new target (rescale_to_pressure, link "
+                        "prescale_p_<GPa>): from the previous MD's production pressure, with the secant bulk modulus "
+                        "of the two previous pressures when there are two, else bulk_modulus_gpa; at most 10 % in "
+                        "volume. The vc-relax then starts near its end, so its plane-wave basis (fixed at the start) "
+                        "gives less Pulay stress and fewer steps and meta-convergence rounds.")
         spec.input("clean_workdir", valid_type=orm.Bool, default=lambda: orm.Bool(False))
         spec.expose_inputs(
             PwRelaxWorkChain, namespace="vc_relax", exclude=("clean_workdir", "structure"),
@@ -206,6 +213,7 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.ctx.index = -1
         self.ctx.structure = self.inputs.structure
         self.ctx.summaries = {}
+        self.ctx.accepted_mds = []  # the accepted MD of each finished pressure, in order
 
     def has_next_pressure(self):
         self.ctx.index += 1
@@ -218,6 +226,8 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
     def run_variable_cell(self):
         """Bring the cell to the target pressure: vc-relax at press, or a short vc-md."""
         label = pressure_label(self._pressure)
+        if self.inputs.prescale_cell.value and self.ctx.accepted_mds:
+            self._prescale(label)
         if self.inputs.variable_cell.value == "vc-relax":
             inputs = AttributeDict(self.exposed_inputs(PwRelaxWorkChain, namespace="vc_relax"))
             parameters = inputs.base_relax.pw.parameters.get_dict()
@@ -239,6 +249,21 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.report(f"pressure {self._pressure:g} GPa ({self.ctx.index + 1}/{len(self.ctx.pressures)}): "
                     f"{self.inputs.variable_cell.value} <{node.pk}>")
         return ToContext(variable_cell=node)
+
+    def _prescale(self, label: str):
+        """Scale the previous pressure's last MD frame towards this pressure (see the ``prescale_cell`` input)."""
+        kwargs = {}
+        if len(self.ctx.accepted_mds) >= 2:  # a secant bulk modulus through the two previous pressures
+            kwargs["previous_trajectory"] = self.ctx.accepted_mds[-2].outputs.trajectory
+        rescaled = rescale_to_pressure(
+            trajectory=self.ctx.accepted_mds[-1].outputs.trajectory, n_equilibration=self.inputs.nstep_equilibration,
+            target_pressure_gpa=orm.Float(self._pressure), bulk_modulus_gpa=self.inputs.bulk_modulus_gpa,
+            metadata={"call_link_label": f"prescale_{label}"}, **kwargs)
+        self.ctx.structure = rescaled["structure"]
+        scale = rescaled["correction"].get_dict()
+        self.report(f"pressure {self._pressure:g} GPa: the previous MD measured {scale['measured_pressure_gpa']:.2f} "
+                    f"GPa; its last frame scaled by {scale['volume_ratio']:.4f} in volume (B = "
+                    f"{scale['bulk_modulus_gpa']:.0f} GPa, {scale['bulk_modulus_source']}) before the variable-cell step")
 
     def inspect_variable_cell(self):
         node = self.ctx.variable_cell
@@ -328,6 +353,7 @@ class CompressionWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             self.out(f"{label}.{key}", sampled[key])
         self.ctx.summaries[label] = sampled["summary"]
         self.ctx.structure = node.outputs.structure
+        self.ctx.accepted_mds.append(node)
         summary = sampled["summary"].get_dict()
         self.report(f"pressure {self._pressure:g} GPa done: measured {summary['pressure_gpa']:.2f} GPa, "
                     f"density {summary['density_g_cm3']:.3f} g/cm3, CN {summary['cn_mean']:.2f}, "

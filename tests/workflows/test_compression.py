@@ -38,12 +38,21 @@ def test_compression_over_two_pressures(fast_pipeline):
     assert node.process_label == "CompressionWorkChain" and node.is_finished_ok, node.exit_message
     results = node.outputs
     low = results.p_0
-    # runs in order: the second variable-cell step starts from the first pressure's final MD frame
+    # runs in order: the second variable-cell step starts from the first pressure's final MD frame, scaled
+    # towards 30 GPa from the pressure that MD measured (bulk_modulus_gpa, as no secant exists yet)
     relaxations = sorted((c for c in node.called if c.process_label == "PwRelaxWorkChain"), key=lambda c: c.ctime)
     mds = sorted((c for c in node.called if c.process_label == "MdWorkChain"), key=lambda c: c.ctime)
     assert len(relaxations) == 2 and len(mds) == 2
-    assert relaxations[1].inputs.structure.uuid == mds[0].outputs.structure.uuid
-    assert relaxations[0].ctime < mds[0].ctime < relaxations[1].ctime < mds[1].ctime
+    prescale = called(node, "prescale_p_30")
+    assert prescale.inputs.trajectory.uuid == mds[0].outputs.trajectory.uuid
+    assert relaxations[1].inputs.structure.uuid == prescale.outputs.structure.uuid
+    scale = prescale.outputs.correction.get_dict()
+    measured_0 = results.p_0.summary["pressure_gpa"]
+    assert scale["measured_pressure_gpa"] == pytest.approx(measured_0) and scale["bulk_modulus_source"] == "input"
+    assert scale["volume_ratio"] == pytest.approx(1 + max((measured_0 - 30.0) / node.inputs.bulk_modulus_gpa.value,
+                                                         -0.1))
+    assert scale["volume_after_a3"] < scale["volume_before_a3"]
+    assert relaxations[0].ctime < mds[0].ctime < prescale.ctime < relaxations[1].ctime < mds[1].ctime
     # the volume drops as the pressure rises
     volume = {label: results[label].summary["volume_mean_a3"] for label in ("p_0", "p_30")}
     assert volume["p_30"] < volume["p_0"]
