@@ -19,7 +19,8 @@ def rescale_to_pressure(trajectory: orm.TrajectoryData, n_equilibration: orm.Int
     run and ``previous_trajectory`` when that is given and gives a plausible value
     (:func:`~aiida_xesml.ml.dynamics.secant_bulk_modulus`), else ``bulk_modulus_gpa`` (GPa).
     xesml.compression passes as ``previous_trajectory`` the MD before the last correction at the same
-    target, or, when it scales a frame towards the next pressure, the accepted MD of the pressure before. The cell and all positions scale by the cube root of the volume ratio
+    target, or, when it scales a frame towards the next pressure, the accepted MD of the pressure before.
+    The cell and all positions scale by the cube root of the volume ratio
     (fractional coordinates kept).
 
     Outputs ``structure`` (Å) and ``correction`` (Dict: measured and target pressure in GPa, the bulk
