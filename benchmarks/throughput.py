@@ -5,13 +5,15 @@ protocol (30/180 Ry, nosym, Γ tricks). Three passes, one after the other on the
 
 1. **raw**: for each snapshot, ``mpirun -np R pw.x`` then ``mpirun -np R projwfc.x`` by hand, in a
    plain folder, with the very input files the plugin writes (pw.x's from a dry run of the same
-   PwCalculation inputs, projwfc.x's from the same namelist). No AiiDA. Snapshots one after the other.
+   PwCalculation inputs, projwfc.x's from the same namelist). No AiiDA. Snapshots one after the other,
+   with OpenMPI's defaults (each run's ranks bound to cores), as at the shell.
 2. **plugin**: one ``xesml.spectra`` (all N snapshots) submitted to the daemon of a throw-away
    ``verdi presto`` profile (SQLite, built-in broker); ``max_concurrent`` snapshots at a time with
    ``r`` MPI processes each. Timed from submission until the work chain has terminated.
 3. **raw** again (the machine's load drifts; the ratio uses the mean of both raw passes).
 4. with ``--paired``: raw QE by hand in the plugin's layout (``--concurrent`` snapshots at a time,
-   ``--ranks`` MPI processes each), to separate AiiDA's own cost from the gain of that layout.
+   ``--ranks`` MPI processes each, in the environment of the plugin's codes), to separate AiiDA's own
+   cost from the gain of that layout.
 
 It prints the times, the ratio plugin / raw (target <= 1.15), where the plugin's time goes
 (per calculation: QE's own wall time and the rest), the equality of the spectra with the raw
@@ -39,8 +41,19 @@ from pathlib import Path
 
 import numpy as np
 
-QE_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1",
-          "OMPI_MCA_mpi_yield_when_idle": "1"}
+#: The raw runs' environment: what ``mpirun`` needs as root, one OpenMP thread, and otherwise OpenMPI's
+#: defaults (each run's ranks bound to cores), as a user at the shell gets them.
+RAW_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMP_NUM_THREADS": "1"}
+
+
+def plugin_env() -> dict:
+    """The environment of the plugin's QE runs: the ``export`` lines of ``localhost``'s and the codes'
+    prepend texts."""
+    from aiida_xesml.setup.codes import LOCAL_PREPEND_TEXT, PREPEND_TEXT
+
+    text = LOCAL_PREPEND_TEXT + PREPEND_TEXT
+    lines = [line.removeprefix("export ").split("=", 1) for line in text.splitlines() if line.strip()]
+    return dict(lines)
 
 
 def make_structures(count: int, seed: int = 100):
@@ -97,9 +110,10 @@ def write_raw_inputs(builder, folder: Path) -> list[Path]:
     return folders
 
 
-def run_raw(folders: list[Path], ranks: int, tag: str) -> list[tuple[float, float]]:
-    """Run pw.x then projwfc.x in a copy of each folder; return (pw, projwfc) wall seconds per snapshot."""
-    env = dict(os.environ, **QE_ENV)
+def run_raw(folders: list[Path], ranks: int, tag: str, qe_env: dict = RAW_ENV) -> list[tuple[float, float]]:
+    """Run pw.x then projwfc.x in a copy of each folder (environment ``qe_env``); return (pw, projwfc) wall
+    seconds per snapshot."""
+    env = dict(os.environ, **qe_env)
     times = []
     for folder in folders:
         work = folder.with_name(f"{folder.name}-{tag}")
@@ -117,12 +131,14 @@ def run_raw(folders: list[Path], ranks: int, tag: str) -> list[tuple[float, floa
 
 
 def run_raw_paired(folders: list[Path], workers: int, ranks: int, tag: str) -> float:
-    """The plugin's layout by hand: ``workers`` snapshots at a time, ``ranks`` MPI processes each; wall seconds."""
+    """The plugin's layout by hand: ``workers`` snapshots at a time, ``ranks`` MPI processes each, in the
+    plugin's environment (its codes' prepend text); wall seconds."""
     from concurrent.futures import ThreadPoolExecutor
 
+    env = plugin_env()
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(lambda folder: run_raw([folder], ranks, tag), folders))
+        list(pool.map(lambda folder: run_raw([folder], ranks, tag, env), folders))
     return time.perf_counter() - start
 
 

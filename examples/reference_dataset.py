@@ -57,9 +57,10 @@ SPECTRUM_PROTOCOL = "balanced"  # Γ, 30/180 Ry, nosym, SCF from atomic wavefunc
 ONE_PROCESS = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}
 # MD segments and vc-relaxes of 36 atoms can take an hour on a loaded machine: room before pw.x stops itself.
 TWO_PROCESSES = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 2}, "max_wallclock_seconds": 4 * 3600}
-# Two snapshots at a time with one MPI process each: the layout the shipped data sets were made in (kept
-# so that a re-run reproduces them). benchmarks/throughput.py later measured one snapshot at a time with
-# two MPI processes to be faster on 2 cores (1.32 against 1.98 x the hand-made QE runs).
+# Two snapshots at a time with one MPI process each: the faster layout on 2 cores once `localhost` leaves
+# MPI ranks unbound, as `aiida-xesml setup` makes it (benchmarks/throughput.py: 1.09-1.11 x the hand-made
+# QE runs, against 1.20 x for one at a time with two processes). The shipped data sets were made in it
+# with bound ranks, which put both runs on one core.
 MAX_CONCURRENT = 2
 CN_CUTOFF = 2.3  # Å, O within this of Ge
 LABEL_QUARTZ, LABEL_RUTILE = 4.0, 6.0

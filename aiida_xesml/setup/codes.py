@@ -28,6 +28,11 @@ PREPEND_TEXT = (
     "export OMP_NUM_THREADS=1\n"
     "export OMPI_MCA_mpi_yield_when_idle=1\n"
 )
+# The prepend text of `localhost` itself (a computer's settings can change; a stored code's cannot).
+# OpenMPI binds the ranks of each mpirun to cores counted from core 0, so runs side by side on one
+# machine (the snapshots of xesml.spectra under core.direct) pile onto the same cores: two one-process
+# pw.x runs took twice their time alone, with core 1 idle. Unbound, the kernel spreads them.
+LOCAL_PREPEND_TEXT = "export OMPI_MCA_hwloc_base_binding_policy=none\n"
 
 
 def get_localhost(label: str = "localhost"):
@@ -54,6 +59,10 @@ def get_localhost(label: str = "localhost"):
     if computer.transport_type == "core.local" and computer.get_minimum_job_poll_interval() != LOCAL_JOB_POLL_INTERVAL_S:
         computer.set_minimum_job_poll_interval(LOCAL_JOB_POLL_INTERVAL_S)
         echo(f"computer `{label}`: scheduler polled every {LOCAL_JOB_POLL_INTERVAL_S} s")
+    if computer.scheduler_type == "core.direct" and LOCAL_PREPEND_TEXT not in (computer.get_prepend_text() or ""):
+        existing = (computer.get_prepend_text() or "").rstrip("\n")
+        computer.set_prepend_text(f"{existing}\n{LOCAL_PREPEND_TEXT}" if existing else LOCAL_PREPEND_TEXT)
+        echo(f"computer `{label}`: MPI ranks not bound to cores, so that runs side by side use every core")
     # `verdi presto` sets 1 MPI process; pw.x on two processes is about 2x faster on 2 cores (QE-NOTES.md).
     if (computer.get_default_mpiprocs_per_machine() or 1) < (os.cpu_count() or 1):
         computer.set_default_mpiprocs_per_machine(os.cpu_count() or 1)
