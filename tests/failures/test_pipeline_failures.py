@@ -1,10 +1,10 @@
 """xesml.pipeline's 4xx exit codes, each from a real failure of a child (wrapper codes, see wrappers.py).
 
 Each test runs the session's shared small pipeline (``fast_pipeline_builder`` in tests/conftest.py: the
-6-atom rutile cell at 0 and 30 GPa, ``fast`` protocol) with one wrapper code or one override. Its
-steps with the real codes are the shared run's, so they come from AiiDA's cache once any test has
-run them; what fails is always run for real. Every exit keeps what was computed before it in the
-outputs.
+6-atom rutile cell at 0 and 30 GPa, ``fast`` protocol) with one wrapper code or one override; where
+one pressure shows the exit as well as two (403, 404), over its first pressure only. Its steps with
+the real codes are the shared run's, so they come from AiiDA's cache once any test has run them; what
+fails is always run for real. Every exit keeps what was computed before it in the outputs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from aiida_xesml.workflows.spectra import SpectraWorkChain
 
 pytestmark = [pytest.mark.faults, pytest.mark.qe]
 CODES = PipelineWorkChain.exit_codes
-N_SNAPSHOTS = 6  # 3 per pressure, 2 Ge sites each
+SNAPSHOTS_PER_PRESSURE = 3  # 2 Ge sites each
+N_SNAPSHOTS = 2 * SNAPSHOTS_PER_PRESSURE
+FIRST_PRESSURE = (0.0,)  # a pipeline over the shared run's first pressure: half of its cached steps
 
 
 def test_compression_failing_is_401(fast_pipeline_builder, wrapper):
@@ -35,20 +37,20 @@ def test_compression_failing_is_401(fast_pipeline_builder, wrapper):
 
 def test_analysis_failing_is_403_with_the_spectra_kept(fast_pipeline_builder):
     """Real compression and spectra; the analysis refuses (min_samples_per_label above the rows there are)."""
-    _, node = run_get_node(fast_pipeline_builder(analysis={"min_samples_per_label": 1000}))
+    _, node = run_get_node(fast_pipeline_builder(pressures=FIRST_PRESSURE, analysis={"min_samples_per_label": 1000}))
     assert node.exit_status == CODES.ERROR_ANALYSIS_FAILED.status, node.exit_message
     analysis = called(node, "analysis")
     assert analysis.is_failed
     assert node.exit_message == f"xesml.analysis failed (exit {analysis.exit_status}: {analysis.exit_message})."
     assert "fewer than 1000 samples" in analysis.exit_message
     assert called(node, "spectra").is_finished_ok
-    assert node.outputs.spectra.n_spectra == 2 * N_SNAPSHOTS  # computed, and kept
+    assert node.outputs.spectra.n_spectra == 2 * SNAPSHOTS_PER_PRESSURE  # computed, and kept
     assert "summary_table" in node.outputs.compression
 
 
 def test_no_spectra_is_404_with_the_compression_kept(fast_pipeline_builder, wrapper):
     projwfc = wrapper("projwfc", "exit")
-    _, node = run_get_node(fast_pipeline_builder(projwfc=projwfc.code))
+    _, node = run_get_node(fast_pipeline_builder(projwfc=projwfc.code, pressures=FIRST_PRESSURE))
     assert node.exit_status == CODES.ERROR_SPECTRA_FAILED.status, node.exit_message
     spectra = called(node, "spectra")
     assert spectra.exit_status == SpectraWorkChain.exit_codes.ERROR_ALL_SNAPSHOTS_FAILED.status
