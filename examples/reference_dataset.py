@@ -325,6 +325,23 @@ def archive_glass_part(key: str, node, fields: dict, **archive_options):
     print(f"stage {key}: exported <{node.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
+def interrupted_relax(glass, quench):
+    """The last structure of the vc-relax of ``glass`` (an earlier xesml.amorphous of this stage) if that relax of
+    ``quench``'s last frame stopped unfinished (its pw.x killed with the machine: the glass's exit 403), else None."""
+    from aiida import orm
+
+    from aiida_xesml.workflows.amorphous import AmorphousWorkChain
+
+    if glass is None or glass.exit_status != AmorphousWorkChain.exit_codes.ERROR_RELAX_FAILED.status:
+        return None
+    if glass.outputs.quenched_structure.uuid != quench.outputs.structure.uuid:
+        return None  # a relax of another quench
+    relax = glass.base.links.get_outgoing(link_label_filter="relax").all_nodes()
+    calcs = [calc for calc in relax[0].called_descendants if isinstance(calc, orm.CalcJobNode)
+             and "output_structure" in calc.outputs] if relax else []
+    return max(calcs, key=lambda calc: calc.ctime).outputs.output_structure if calcs else None
+
+
 def glass_stage(name: str, config: dict, codes):
     """The melt-quench (xesml.amorphous) of a random network: the glass that the compression starts from.
 
@@ -355,6 +372,10 @@ def glass_stage(name: str, config: dict, codes):
             if quench is not None:
                 builder.from_quench = {key: quench.outputs[key] for key in ("trajectory", "structure")}
                 print(f"  starting from the quench <{quench.pk}>", flush=True)
+                relax_from = interrupted_relax(find_stage(f"{name}/glass"), quench)
+                if relax_from is not None:
+                    builder.relax_from = relax_from
+                    print(f"  continuing the vc-relax from <{relax_from.pk}>", flush=True)
         builder.metadata.label = f"{name}/glass"
         return builder
 

@@ -278,6 +278,19 @@ def _amorphous_quench_without_melt(e):
     return _run(builder)
 
 
+def _amorphous_relax_from(e, with_quench: bool):
+    """A relax continued from a structure with the atoms in another order (with a quench), or without a quench."""
+    builder = _amorphous_builder(e)
+    atoms = e["structure"].get_ase()
+    velocities = orm.ArrayData()
+    velocities.set_array("velocities", np.zeros((len(atoms), 3)))
+    builder.from_melt = {"trajectory": e["trajectory"], "structure": e["structure"], "velocities": velocities}
+    if with_quench:
+        builder.from_quench = {"trajectory": e["trajectory"], "structure": e["structure"]}
+    builder.relax_from = orm.StructureData(ase=atoms[::-1] if with_quench else atoms)
+    return _run(builder)
+
+
 def _compression_builder(e, pressures=(0.0,), protocol_pressures=False, **inputs):
     """A fast compression builder; ``pressures`` set on the builder, or passed to get_builder_from_protocol."""
     from aiida_xesml.workflows.compression import CompressionWorkChain
@@ -543,6 +556,10 @@ CASES = [
          r"from_quench is given without from_melt; give the melt it was quenched from as well"),
     Case("amorphous-melt-of-another-cell", "workchain", _amorphous_from_other_melt, 302,
          r"from_melt.structure has another cell than structure \(the melt and quench keep the cell\)"),
+    Case("amorphous-relax-from-without-quench", "workchain", lambda e: _amorphous_relax_from(e, with_quench=False),
+         301, r"relax_from is given without from_quench; give the quench whose relax it continues as well"),
+    Case("amorphous-relax-from-other-atoms", "workchain", lambda e: _amorphous_relax_from(e, with_quench=True),
+         302, r"relax_from has other atoms than structure \(in order\); give the last structure of a relax"),
     Case("compression-negative-pressure", "workchain",
          lambda e: _run(_compression_builder(e, pressures=[-5.0, 10.0])), 301, r"negative pressures \[-5.0\] GPa"),
     Case("compression-builder-inf-pressure", "workchain",
@@ -715,10 +732,10 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 107
+N_CASES = 109
 
 
-def test_the_table_has_its_107_cases_across_every_surface():
+def test_the_table_has_its_109_cases_across_every_surface():
     counts = Counter(case.surface for case in CASES)
     assert set(counts) == set(SURFACES), counts
     assert len(CASES) == N_CASES

@@ -22,7 +22,9 @@ does not keep its processes. Stages finished earlier can therefore be given inst
 ``from_melt`` (the melt's trajectory, last frame and velocities, e.g. imported from an archive of
 an earlier run) skips the melt, and ``from_quench`` as well skips the quench. The given nodes are
 inputs of this run and reappear in its outputs, so the provenance of the glass reaches back through
-them to the run that made them.
+them to the run that made them. A vc-relax of 48 atoms can take hours too: ``relax_from`` (with
+``from_quench``), the last structure of a relax of that quench that was interrupted (the
+``output_structure`` of a pw.x run killed when the machine stopped), continues it from there.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                                   "from_melt (the summary reads the melt).")
         spec.input("from_quench.trajectory", valid_type=orm.TrajectoryData, help="The quench's trajectory.")
         spec.input("from_quench.structure", valid_type=orm.StructureData, help="The quench's last frame (Å).")
+        spec.input("relax_from", valid_type=orm.StructureData, required=False,
+                   help="Where the vc-relax starts instead of the quench's last frame: the last structure (Å) of "
+                        "an interrupted vc-relax of from_quench.structure, to continue it; needs from_quench.")
         spec.expose_inputs(MdWorkChain, namespace="md", exclude=_MD_SET_HERE, namespace_options={
             "help": "Inputs of xesml.md for the melt and the quench (pw.x settings, time step, thermostat, "
                     "nstep_per_segment, which is also the length of each plateau of the quench)."})
@@ -188,6 +193,9 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
                 reason="from_quench is given without from_melt; give the melt it was quenched from as well (the "
                        "summary reads the melt's trajectory).")
+        if "relax_from" in self.inputs and "from_quench" not in self.inputs:
+            return self.exit_codes.ERROR_INVALID_SCHEDULE.format(
+                reason="relax_from is given without from_quench; give the quench whose relax it continues as well.")
         reason = check_structure(self.inputs.structure) or self._check_given_stages()
         if reason:
             return self.exit_codes.ERROR_INVALID_STRUCTURE.format(reason=reason)
@@ -214,6 +222,11 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
                        f"give the stages of a run of this structure."
             if given.trajectory.numsites != len(atoms):
                 return f"{stage}.trajectory has {given.trajectory.numsites} atoms; structure has {len(atoms)}."
+        if "relax_from" in self.inputs:
+            symbols = self.inputs.relax_from.get_ase().get_chemical_symbols()
+            if symbols != atoms.get_chemical_symbols():
+                return "relax_from has other atoms than structure (in order); give the last structure of a relax " \
+                       "of this glass."
         if "from_melt" in self.inputs:
             shape = self.inputs.from_melt.velocities.get_array("velocities").shape
             if shape != (len(atoms), 3):
@@ -296,10 +309,11 @@ class AmorphousWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         parameters.setdefault("CONTROL", {})["calculation"] = "vc-relax"
         parameters.setdefault("CELL", {})["press"] = self.inputs.pressure_gpa.value * KBAR_PER_GPA
         inputs.base_relax.pw.parameters = orm.Dict(parameters)
-        inputs.structure = self.ctx.quench_outputs.structure
+        inputs.structure = self.inputs.get("relax_from", self.ctx.quench_outputs.structure)
         inputs.metadata.call_link_label = "relax"
         node = self.submit(PwRelaxWorkChain, **inputs)
-        self.report(f"vc-relax <{node.pk}> of the quenched cell at {self.inputs.pressure_gpa.value:g} GPa")
+        start = f"continued from <{inputs.structure.pk}>" if "relax_from" in self.inputs else "of the quenched cell"
+        self.report(f"vc-relax <{node.pk}> {start} at {self.inputs.pressure_gpa.value:g} GPa")
         return ToContext(relax=node)
 
     def inspect_relax(self):

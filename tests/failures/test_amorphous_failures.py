@@ -1,9 +1,11 @@
-"""xesml.amorphous when pw.x fails for real: the melt (401) and the final vc-relax (403).
+"""xesml.amorphous when pw.x fails for real: the melt (401) and the final vc-relax (403), and a killed vc-relax
+continued by a second run (``relax_from``).
 
 The 9-atom random cell and the ``fast`` protocol of tests/workflows/test_amorphous.py; the failing
 stage runs through a wrapper code (failures/wrappers.py), the others through the real pw.x.
 """
 
+import numpy as np
 import pytest
 from aiida import orm
 from aiida.engine import run_get_node
@@ -41,3 +43,38 @@ def test_a_relax_that_fails_is_403_with_the_melt_and_quench_kept(qe_codes, pseud
     # pw.x rejecting its input is a failure, not an unconverged relax: no glass, but the MD is kept
     assert set(node.outputs) == {"melt_trajectory", "quench_trajectory", "quenched_structure"}
     assert node.outputs.quench_trajectory.numsteps == builder.nstep_quench.value + 1
+
+
+def test_a_killed_relax_is_403_and_a_run_given_its_last_structure_continues_it(qe_codes, pseudo_family, wrapper):
+    """pw.x killed during the vc-relax once it has taken an ionic step, as when the machine stops: 403, and the
+    killed run's last structure is stored. A second run given the first's melt and quench and ``relax_from`` that structure
+    relaxes from it, with the real pw.x (the melt and quench of both come from the session's cache)."""
+    pw = wrapper("pw", "killed", progress="number of bfgs steps", progress_count=2, first_only=True)
+    builder = _builder(qe_codes["pw"])
+    builder.relax.base_relax.pw.code = pw.code
+    _, first = run_get_node(builder)
+    assert "killed pid" in pw.log, f"pw.x was never killed: the fault was not injected ({pw.log})"
+    assert first.exit_status == CODES.ERROR_RELAX_FAILED.status, first.exit_message
+    [killed] = [calc for calc in called(first, "relax").called_descendants
+                if calc.process_label == "PwCalculation" and calc.inputs.code.uuid == pw.code.uuid]
+    assert killed.is_failed and "output_structure" in killed.outputs
+    last = killed.outputs.output_structure
+    quenched = first.outputs.quenched_structure
+    assert abs(last.get_cell_volume() - quenched.get_cell_volume()) > 1e-3 or not np.allclose(
+        last.get_ase().positions, quenched.get_ase().positions, atol=1e-4), "the relax had not moved before the kill"
+
+    builder = _builder(qe_codes["pw"])
+    melt, quench = called(first, "melt").outputs, called(first, "quench").outputs
+    builder.from_melt = {key: melt[key] for key in ("trajectory", "structure", "velocities")}
+    builder.from_quench = {key: quench[key] for key in ("trajectory", "structure")}
+    builder.relax_from = last
+    _, second = run_get_node(builder)
+    assert second.is_finished_ok, second.exit_message
+    relax = called(second, "relax")
+    assert relax.inputs.structure.uuid == last.uuid
+    start = min((calc for calc in relax.called_descendants if calc.process_label == "PwCalculation"),
+                key=lambda calc: calc.ctime)
+    assert start.inputs.structure.uuid == last.uuid and start.inputs.code.uuid == qe_codes["pw"].uuid
+    assert second.outputs.quenched_structure.uuid == quenched.uuid == quench.structure.uuid
+    assert [child.process_label for child in second.called if child.process_label != "glass_summary"] == \
+        ["PwRelaxWorkChain"]
