@@ -260,15 +260,19 @@ def _amorphous_builder(e, **overrides):
                                                         overrides=overrides)
 
 
+def _zero_velocities(atoms) -> orm.ArrayData:
+    velocities = orm.ArrayData()
+    velocities.set_array("velocities", np.zeros((len(atoms), 3)))
+    return velocities
+
+
 def _amorphous_from_other_melt(e):
     """A melt given from a cell 5 % larger than the structure's."""
     atoms = e["structure"].get_ase()
     atoms.set_cell(atoms.cell[:] * 1.05, scale_atoms=True)
-    velocities = orm.ArrayData()
-    velocities.set_array("velocities", np.zeros((len(atoms), 3)))
     builder = _amorphous_builder(e)
     builder.from_melt = {"trajectory": e["trajectory"], "structure": orm.StructureData(ase=atoms),
-                         "velocities": velocities}
+                         "velocities": _zero_velocities(atoms)}
     return _run(builder)
 
 
@@ -282,9 +286,8 @@ def _amorphous_relax_from(e, with_quench: bool):
     """A relax continued from a structure with the atoms in another order (with a quench), or without a quench."""
     builder = _amorphous_builder(e)
     atoms = e["structure"].get_ase()
-    velocities = orm.ArrayData()
-    velocities.set_array("velocities", np.zeros((len(atoms), 3)))
-    builder.from_melt = {"trajectory": e["trajectory"], "structure": e["structure"], "velocities": velocities}
+    builder.from_melt = {"trajectory": e["trajectory"], "structure": e["structure"],
+                         "velocities": _zero_velocities(atoms)}
     if with_quench:
         builder.from_quench = {"trajectory": e["trajectory"], "structure": e["structure"]}
     builder.relax_from = orm.StructureData(ase=atoms[::-1] if with_quench else atoms)

@@ -59,8 +59,8 @@ def get_localhost(label: str = "localhost"):
     if computer.transport_type == "core.local" and computer.get_minimum_job_poll_interval() != LOCAL_JOB_POLL_INTERVAL_S:
         computer.set_minimum_job_poll_interval(LOCAL_JOB_POLL_INTERVAL_S)
         echo(f"computer `{label}`: scheduler polled every {LOCAL_JOB_POLL_INTERVAL_S} s")
-    if computer.scheduler_type == "core.direct" and LOCAL_PREPEND_TEXT not in (computer.get_prepend_text() or ""):
-        existing = (computer.get_prepend_text() or "").rstrip("\n")
+    existing = (computer.get_prepend_text() or "").rstrip("\n")
+    if computer.scheduler_type == "core.direct" and LOCAL_PREPEND_TEXT not in f"{existing}\n":
         computer.set_prepend_text(f"{existing}\n{LOCAL_PREPEND_TEXT}" if existing else LOCAL_PREPEND_TEXT)
         echo(f"computer `{label}`: MPI ranks not bound to cores, so that runs side by side use every core")
     # `verdi presto` sets 1 MPI process; pw.x on two processes is about 2x faster on 2 cores (QE-NOTES.md).
