@@ -3,8 +3,8 @@ AiiDA caching of pw.x and projwfc.x, and a summary that counts what the tests ex
 
 - **Caching.** The session profile caches ``quantumespresso.pw`` and ``quantumespresso.projwfc``
   calculations (``caching.enabled_for``), so an identical QE run is done once per session. Tests
-  that need a fresh run get it: those marked ``no_cache`` (among them the ``faults`` of
-  tests/faults), and every test of the ``services`` and ``remote`` groups or with ``clean_workdir``
+  that need a fresh run get it: those marked ``no_cache`` (among them the fault injected into
+  pw.x itself, tests/faults), and every test of the ``services`` and ``remote`` groups or with ``clean_workdir``
   in its name, run with :func:`aiida.manage.caching.disable_caching` (their module and session
   fixtures too). Their QE calculations, and every calculation whose remote folder was cleaned (a
   cached copy shares the folder of its original), are then marked invalid as cache sources, so that

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from aiida.engine import run_get_node
 
-pytestmark = [pytest.mark.faults, pytest.mark.qe, pytest.mark.no_cache]
+pytestmark = [pytest.mark.faults, pytest.mark.qe]
 
 
+@pytest.mark.no_cache  # the fault is injected into pw.x itself: no run of this test may stand in for a good one
 def test_pw_killed_during_md_continues_from_the_last_good_frame(qe_codes, pseudo_family, rutile_structure, tmp_path):
     """The first pw.x MD run that reaches 4 steps gets SIGKILL (a wrapper code, see
     tests/failures/wrappers.py: only this test's own run is killed); the continuation runs pw.x untouched."""
@@ -98,6 +99,8 @@ def damaging_projwfc(qe_codes, tmp_path):
 SEEDS = {"truncated": 5, "corrupted": 11}
 
 
+#: The damage is done to the wrapper code's projwfc.x runs only, which no cache entry can match; the two
+#: snapshots' SCFs are the real pw.x's, so the second mode takes them from the session's cache.
 @pytest.mark.parametrize("mode", ["truncated", "corrupted"])
 def test_damaged_projwfc_output_is_a_parse_error_and_the_other_spectra_are_kept(
         qe_codes, pseudo_family, damaging_projwfc, mode):
