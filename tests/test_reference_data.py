@@ -197,3 +197,34 @@ def test_a_glass_part_imports_as_a_finished_md_that_a_glass_can_continue_from(ai
     assert md.inputs.temperature_k.value == entry["temperature_k"]
     assert velocities.get_array("velocities").shape == (len(last.sites), 3)
     np.testing.assert_allclose(last.cell, md.inputs.structure.cell, atol=1e-6)  # fixed-cell MD
+
+
+def glass_archives() -> list[str]:
+    """The glass parts that are a whole xesml.amorphous run (melt, quench and relax)."""
+    return sorted(key for key, entry in glass_parts().items() if "density_g_cm3" in entry)
+
+
+@pytest.mark.parametrize("key", glass_archives())
+def test_a_whole_glass_imports_with_the_density_and_coordination_its_manifest_states(aiida_profile, key):
+    """The checksum, a finished xesml.amorphous whose relax started from its quench's structure or a
+    ``relax_from``, and the density and CN histogram recomputed from its output structure (ASE masses, O within
+    2.3 Å of each Ge) against the manifest's, which the campaign took from the run's own summary."""
+    from aiida import orm
+    from aiida.tools.archive import import_archive
+
+    from aiida_xesml.ml.structures import coordination_numbers, density
+
+    entry = glass_parts()[key]
+    path = DATA_DIR / entry["archive"]
+    assert path.stat().st_size == entry["archive_bytes"] and sha256(path) == entry["archive_sha256"]
+    import_archive(path)
+    glass = orm.load_node(entry["process_uuid"])
+    assert glass.process_label == "AmorphousWorkChain" and glass.is_finished_ok
+    atoms = glass.outputs.structure.get_ase()
+    assert density(atoms) == pytest.approx(entry["density_g_cm3"], rel=1e-6)
+    counts = np.bincount(coordination_numbers(atoms, 2.3).astype(int))
+    assert {str(cn): int(n) for cn, n in enumerate(counts) if n} == entry["cn_histogram"]
+    start = glass.inputs.relax_from if "relax_from" in glass.inputs else glass.outputs.quenched_structure
+    assert glass.outputs.quenched_structure.get_cell_volume() != pytest.approx(atoms.cell.volume, rel=1e-3)
+    (relax,) = glass.base.links.get_outgoing(link_label_filter="relax").all_nodes()
+    assert relax.process_label == "PwRelaxWorkChain" and relax.inputs.structure.uuid == start.uuid
