@@ -178,10 +178,9 @@ def md_parts() -> list[str]:
     return sorted(key for key, entry in glass_parts().items() if "nstep" in entry)
 
 
-@pytest.mark.parametrize("key", md_parts())
-def test_a_glass_part_imports_as_a_finished_md_that_a_glass_can_continue_from(aiida_profile, key):
-    """A melt or quench archived by the campaign (examples/reference_dataset.py): its checksum, and an xesml.md
-    whose outputs are what xesml.amorphous's from_melt / from_quench take, at the temperatures the manifest says."""
+def imported_glass_part(key: str):
+    """Check a glass part's archive against its manifest entry (size, SHA-256), import it, and return the
+    entry and the process node it names."""
     from aiida import orm
     from aiida.tools.archive import import_archive
 
@@ -189,7 +188,14 @@ def test_a_glass_part_imports_as_a_finished_md_that_a_glass_can_continue_from(ai
     path = DATA_DIR / entry["archive"]
     assert path.stat().st_size == entry["archive_bytes"] and sha256(path) == entry["archive_sha256"]
     import_archive(path)
-    md = orm.load_node(entry["process_uuid"])
+    return entry, orm.load_node(entry["process_uuid"])
+
+
+@pytest.mark.parametrize("key", md_parts())
+def test_a_glass_part_imports_as_a_finished_md_that_a_glass_can_continue_from(aiida_profile, key):
+    """A melt or quench archived by the campaign (examples/reference_dataset.py): its checksum, and an xesml.md
+    whose outputs are what xesml.amorphous's from_melt / from_quench take, at the temperatures the manifest says."""
+    entry, md = imported_glass_part(key)
     assert md.process_label == "MdWorkChain" and md.is_finished_ok
     assert md.base.extras.get("xesml_reference_stage") == key
     trajectory, last, velocities = (md.outputs[name] for name in ("trajectory", "structure", "velocities"))
@@ -209,16 +215,9 @@ def test_a_whole_glass_imports_with_the_density_and_coordination_its_manifest_st
     """The checksum, a finished xesml.amorphous whose relax started from its quench's structure or a
     ``relax_from``, and the density and CN histogram recomputed from its output structure (ASE masses, O within
     2.3 Å of each Ge) against the manifest's, which the campaign took from the run's own summary."""
-    from aiida import orm
-    from aiida.tools.archive import import_archive
-
     from aiida_xesml.ml.structures import coordination_numbers, density
 
-    entry = glass_parts()[key]
-    path = DATA_DIR / entry["archive"]
-    assert path.stat().st_size == entry["archive_bytes"] and sha256(path) == entry["archive_sha256"]
-    import_archive(path)
-    glass = orm.load_node(entry["process_uuid"])
+    entry, glass = imported_glass_part(key)
     assert glass.process_label == "AmorphousWorkChain" and glass.is_finished_ok
     atoms = glass.outputs.structure.get_ase()
     assert density(atoms) == pytest.approx(entry["density_g_cm3"], rel=1e-6)
