@@ -407,31 +407,56 @@ def compression_stage(name: str, config: dict, codes, glass=None):
             codes["pw"], structure, settings["pressures"], protocol="balanced", overrides=overrides,
             options=TWO_PROCESSES)
 
-    node = run_stage(f"{name}/compression", build)
+    # The spectra of a pressure start as soon as its snapshots exist, while the compression goes on: a
+    # compression of a 48-atom glass is longer than a sitting, and what it finished is then not lost.
+    node = run_stage(f"{name}/compression", build,
+                     on_poll=lambda compression: submit_finished_pressures(name, compression, codes))
     for row in node.outputs.summary_table.get_dict()["rows"]:
         print(f"  {row}")
     return node
 
 
-def md_spectra_stages(name: str, compression, codes) -> list:
+def finished_pressures(compression) -> dict:
+    """The pressures a compression (running or not) has finished: {label: (target GPa, snapshots)}."""
+    from aiida.common.links import LinkType
+
+    returned = {link.link_label: link.node for link in compression.base.links.get_outgoing(link_type=LinkType.RETURN).all()}
+    return {label[:-len("__summary")]: (float(node["target_pressure_gpa"]), returned[label.replace("__summary", "__snapshots")])
+            for label, node in returned.items()
+            if label.endswith("__summary") and label.replace("__summary", "__snapshots") in returned}
+
+
+def md_spectra_builder(codes, snapshots, pressure: float):
+    from aiida import orm
+
     from aiida_xesml.workflows.spectra import SpectraWorkChain
 
+    builder = SpectraWorkChain.get_builder_from_protocol(
+        codes["pw"], codes["projwfc"], snapshots, protocol=SPECTRUM_PROTOCOL,
+        labels=[pressure] * snapshots.numsteps, options=ONE_PROCESS)
+    builder.max_concurrent = orm.Int(MAX_CONCURRENT)
+    builder.clean_workdir = orm.Bool(True)
+    return builder
+
+
+def submit_finished_pressures(name: str, compression, codes) -> None:
+    """Submit (without waiting) the spectra stage of every pressure the compression has finished."""
+    from aiida.engine import submit
+
+    for label, (pressure, snapshots) in finished_pressures(compression).items():
+        key = f"{name}/md-spectra/{label}"
+        if find_stage(key) is None:
+            node = submit(md_spectra_builder(codes, snapshots, pressure))
+            node.base.extras.set(STAGE_EXTRA, key)
+            print(f"stage {key}: submitted <{node.pk}> while the compression runs", flush=True)
+
+
+def md_spectra_stages(name: str, compression, codes) -> list:
     nodes = []
-    for row in compression.outputs.summary_table.get_dict()["rows"]:
-        snapshots = getattr(compression.outputs, row["label"]).snapshots
-        pressure = float(row["target_pressure_gpa"])
-
-        def build(snapshots=snapshots, pressure=pressure):
-            from aiida import orm
-
-            builder = SpectraWorkChain.get_builder_from_protocol(
-                codes["pw"], codes["projwfc"], snapshots, protocol=SPECTRUM_PROTOCOL,
-                labels=[pressure] * snapshots.numsteps, options=ONE_PROCESS)
-            builder.max_concurrent = orm.Int(MAX_CONCURRENT)
-            builder.clean_workdir = orm.Bool(True)
-            return builder
-
-        nodes.append(run_stage(f"{name}/md-spectra/{row['label']}", build, accept=(0, 410)))
+    for label, (pressure, snapshots) in sorted(finished_pressures(compression).items(), key=lambda item: item[1][0]):
+        nodes.append(run_stage(f"{name}/md-spectra/{label}",
+                               lambda snapshots=snapshots, pressure=pressure: md_spectra_builder(codes, snapshots, pressure),
+                               accept=(0, 410)))
     return nodes
 
 
