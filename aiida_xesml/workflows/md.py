@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiida import orm
 from aiida.common import AttributeDict
-from aiida.engine import ToContext, WorkChain, while_
+from aiida.engine import ProcessHandlerReport, ToContext, WorkChain, process_handler, while_
 from aiida_quantumespresso.calculations.pw import PwCalculation
 from aiida_quantumespresso.workflows.protocols.utils import ProtocolMixin
 from aiida_quantumespresso.workflows.pw.base import PwBaseWorkChain
@@ -34,18 +34,53 @@ from aiida_xesml.workflows.common import (
 THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v", "rescale-T", "not_controlled")
 # Thermostats that drive the ions towards tempw, so that a ramp of tempw is followed (rescale-T ignores tempw).
 RAMP_THERMOSTATS = ("berendsen", "svr", "andersen", "rescaling", "rescale-v")
-# pw.x failures after which a segment is continued from its last good frame with mixing_beta reduced by
-# MIXING_REDUCTION: the electronic convergence failed, alone or inside the ionic cycle (named by the labels of
-# PwCalculation's exit codes, so that the numbers have one home). Any other failure is continued unchanged.
-ELECTRONIC_FAILURES = tuple(PwCalculation.exit_codes[label].status for label in (
-    "ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED", "ERROR_IONIC_CONVERGENCE_NOT_REACHED",
-    "ERROR_IONIC_CYCLE_ELECTRONIC_CONVERGENCE_NOT_REACHED"))
-OUT_OF_WALLTIME = PwCalculation.exit_codes.ERROR_OUT_OF_WALLTIME.status
+PW_EXIT_CODES = PwCalculation.exit_codes
+
+
+def _statuses(*labels: str) -> tuple[int, ...]:
+    return tuple(PW_EXIT_CODES[label].status for label in labels)
+
+
+# The pw.x failures each process handler of MdWorkChain acts on, by PwCalculation's exit-code labels.
+ELECTRONIC_FAILURES = _statuses("ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED", "ERROR_IONIC_CONVERGENCE_NOT_REACHED",
+                                "ERROR_IONIC_CYCLE_ELECTRONIC_CONVERGENCE_NOT_REACHED")
+WALLTIME_FAILURES = _statuses("ERROR_OUT_OF_WALLTIME", "ERROR_OUT_OF_WALLTIME_INTERRUPTED",
+                              "ERROR_SCHEDULER_OUT_OF_WALLTIME")
+INTERRUPTED_FAILURES = _statuses("ERROR_OUTPUT_STDOUT_INCOMPLETE", "ERROR_OUTPUT_STDOUT_MISSING")
+
+
+def pw_failure(calculation) -> int | None:
+    """The exit status that describes how a segment's pw.x run failed, or None if it did not.
+
+    That is the calculation's own exit status, except for one case: aiida-quantumespresso 5.1 checks
+    the electronic convergence of scf, nscf, bands, relax and vc-relax runs only, so an ``md`` run
+    that pw.x stopped on an unconverged SCF ("convergence NOT achieved", exit 2) finishes with 0. Its
+    parser still logs the error under the exit code's label, so such a run counts as
+    ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED.
+    """
+    if calculation.exit_status:
+        return calculation.exit_status
+    label = "ERROR_ELECTRONIC_CONVERGENCE_NOT_REACHED"
+    if any(log.message == label for log in orm.Log.collection.get_logs_for(calculation)):
+        return PW_EXIT_CODES[label].status
+    return None
+# mixing_beta is multiplied by this after a failed electronic convergence (handle_electronic_convergence).
 MIXING_REDUCTION = 0.7
 
 
 class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
-    """Born–Oppenheimer MD (``md``, or ``vc-md`` at a pressure) with pw.x, in restartable segments."""
+    """Born–Oppenheimer MD (``md``, or ``vc-md`` at a pressure) with pw.x, in restartable segments.
+
+    The restart policy is a set of process handlers (``@process_handler``, named after the
+    ``PwCalculation`` exit codes they handle, as in ``PwBaseWorkChain``), called on a failed segment's
+    pw.x calculation in order of priority. Unlike ``BaseRestartWorkChain``, a segment that finished is
+    not the end: the loop runs segments until ``nstep`` steps are done, and every handled failure
+    continues from the failed run's last complete frame. The same failure twice in a row ends the MD
+    (exit 401). Which handlers were considered for each failure, and what they returned, is recorded
+    in the extra ``considered_handlers``, as ``BaseRestartWorkChain`` records it.
+    """
+
+    _considered_handlers_extra = "considered_handlers"
 
     @classmethod
     def define(cls, spec):
@@ -199,6 +234,8 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         self.ctx.parent_folder = None
         self.ctx.mixing_scale = 1.0
         self.ctx.last_failure = None
+        self.ctx.failure = None  # exit status of the failure being handled (pw_failure)
+        self.ctx.retry = False  # the next segment repeats a failed one from the same start
         self.ctx.finished = False
 
     def _draws_velocities(self) -> bool:
@@ -271,6 +308,11 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         if settings:
             inputs.pw.settings = orm.Dict(settings)
         inputs.pw.structure = self.ctx.structure
+        if self.ctx.retry:
+            # The same start as the failed run: with caching on, AiiDA would hand back that failure (a
+            # calculation that finished with a non-zero exit status is a valid cache source).
+            inputs.pw.metadata = {**inputs.pw.get("metadata", {}), "disable_cache": True}
+            self.ctx.retry = False
         inputs.metadata.call_link_label = f"segment_{len(self.ctx.segments)}"
         node = self.submit(PwBaseWorkChain, **inputs)
         self.report(f"launched segment {len(self.ctx.segments)} <{node.pk}>: {nstep} steps from step "
@@ -288,21 +330,26 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
         return start + (self.inputs.final_temperature_k.value - start) * end / total
 
     @staticmethod
-    def _inspect_calculation(calculation) -> tuple[int, int]:
-        """Return (exit status, number of frames in its trajectory) of a segment's pw.x calculation."""
-        outputs = calculation.outputs
-        n_frames = len(outputs.output_trajectory.get_array("positions")) if "output_trajectory" in outputs else 0
-        return calculation.exit_status, n_frames
+    def _n_frames(calculation) -> int:
+        """Frames in the trajectory that a segment's pw.x calculation parsed (0 without one)."""
+        if calculation is None or "output_trajectory" not in calculation.outputs:
+            return 0
+        return len(calculation.outputs.output_trajectory.get_array("positions"))
 
     def inspect_segment(self):
-        """Keep the frames of the finished segment and decide where the next one starts."""
+        """Keep the frames of the finished segment and decide where the next one starts.
+
+        A failed segment goes to the process handlers, with its last pw.x calculation (or the
+        PwBaseWorkChain itself when it ran none).
+        """
         workchain = self.ctx.segment
         calculations = [node for node in workchain.called if isinstance(node, orm.CalcJobNode)]
-        status, n_frames = self._inspect_calculation(calculations[-1]) if calculations else (workchain.exit_status, 0)
+        calculation = calculations[-1] if calculations else None
+        n_frames = self._n_frames(calculation)
         nstep, last = self._segment_nstep()
 
-        if status == 0 and n_frames == nstep:
-            calculation = calculations[-1]
+        failure = pw_failure(calculation) if calculation is not None else workchain.exit_status
+        if calculation is not None and failure is None and n_frames == nstep:
             self._keep(calculation, n_frames)
             self.ctx.last_failure = None
             self.ctx.mixing_scale = 1.0
@@ -316,32 +363,85 @@ class MdWorkChain(CleanWorkdirMixin, ProtocolMixin, WorkChain):
             self.ctx.parent_folder = calculation.outputs.remote_folder
             return None
 
-        label = (calculations[-1].exit_message if calculations else None) or f"exit status {status}"
+        failed = calculation if calculation is not None else workchain
+        status = self.ctx.failure = failure or 0  # 0: pw.x ended normally but with too few frames
         if self.ctx.last_failure == status:
-            advice = ("Reduce nstep_per_segment or raise max_wallclock_seconds." if status == OUT_OF_WALLTIME else
+            label = failed.exit_message or f"exit status {status}"
+            advice = ("Reduce nstep_per_segment or raise max_wallclock_seconds." if status in WALLTIME_FAILURES else
                       "Check the electronic settings (mixing_beta, conv_thr, cutoffs) or the structure.")
             return self.exit_codes.ERROR_SEGMENT_FAILED_TWICE.format(
                 status=status, label=label, done=self.ctx.steps_done, advice=advice)
         self.ctx.last_failure = status
-        if status in ELECTRONIC_FAILURES:
-            self.ctx.mixing_scale *= MIXING_REDUCTION
+        considered = self.node.base.extras.get(self._considered_handlers_extra, [])
+        self.node.base.extras.set(self._considered_handlers_extra, [*considered, []])
+        for _, handler in sorted(self._process_handlers(), key=lambda item: item[0], reverse=True):
+            report = handler(self, failed)
+            if report is not None and report.do_break:
+                return report.exit_code if report.exit_code.status else None
+        return None
+
+    @classmethod
+    def _process_handlers(cls) -> list:
+        """(priority, handler) of every method decorated with ``process_handler`` and enabled."""
+        handlers = []
+        for name in dir(cls):
+            method = getattr(cls, name)
+            if getattr(method, "decorator", None) is process_handler and method.enabled:
+                handlers.append((method.priority, method))
+        return handlers
+
+    def _continue_after(self, failed, reason: str) -> ProcessHandlerReport:
+        """Start the next segment from the failed run's last complete frame (the last parsed frame, with
+        its forces; velocities from md_continuation), or retry the segment from where it started when
+        the run left fewer than two frames."""
+        n_frames = self._n_frames(failed if isinstance(failed, orm.CalcJobNode) else None)
         if n_frames >= 2:
-            # The last parsed frame (complete, with forces) becomes the next segment's first frame.
-            calculation = calculations[-1]
             kept = n_frames - 1
-            self._keep(calculation, kept)
+            self._keep(failed, kept)
             result = md_continuation(
-                trajectory=calculation.outputs.output_trajectory, timestep_fs=self.inputs.timestep_fs,
+                trajectory=failed.outputs.output_trajectory, timestep_fs=self.inputs.timestep_fs,
                 frame=orm.Int(kept), metadata={"call_link_label": f"continuation_{len(self.ctx.segments)}"},
             )
             self.ctx.structure = result["structure"]
             self.ctx.velocities = result["velocities"]
             self.ctx.parent_folder = None
             self.ctx.steps_done += kept
-            self.report(f"segment failed ({label}) after {n_frames} frames: continuing from step {self.ctx.steps_done}")
+            self.report(f"segment failed ({reason}) after {n_frames} frames: continuing from step "
+                        f"{self.ctx.steps_done}")
         else:
-            self.report(f"segment failed ({label}) without a new frame: retrying it from step {self.ctx.steps_done}")
-        return None
+            self.ctx.retry = True
+            self.report(f"segment failed ({reason}) without a new frame: retrying it from step {self.ctx.steps_done}")
+        return ProcessHandlerReport(do_break=True)
+
+    @process_handler(priority=580)
+    def handle_electronic_convergence_not_reached(self, node):
+        """``ELECTRONIC_FAILURES``: the SCF of a step did not converge. Continue with ``mixing_beta`` lowered
+        by ``MIXING_REDUCTION``."""
+        if self.ctx.failure not in ELECTRONIC_FAILURES:
+            return None
+        self.ctx.mixing_scale *= MIXING_REDUCTION
+        return self._continue_after(node, f"electronic convergence not reached; mixing_beta scaled by "
+                                          f"{self.ctx.mixing_scale:.2f}")
+
+    @process_handler(priority=570)
+    def handle_out_of_walltime(self, node):
+        """``WALLTIME_FAILURES``: pw.x or the scheduler stopped the run for time. Continue unchanged."""
+        if self.ctx.failure not in WALLTIME_FAILURES:
+            return None
+        return self._continue_after(node, node.exit_message)
+
+    @process_handler(priority=560)
+    def handle_output_stdout_incomplete(self, node):
+        """``INTERRUPTED_FAILURES``: the run was cut off (killed, a crashed node). Continue unchanged."""
+        if self.ctx.failure not in INTERRUPTED_FAILURES:
+            return None
+        return self._continue_after(node, node.exit_message)
+
+    @process_handler(priority=0)
+    def handle_other_failure(self, node):
+        """Any other failure (a parser error, too few frames, a failed PwBaseWorkChain without a run): continue
+        unchanged (the same failure twice in a row ends the MD)."""
+        return self._continue_after(node, node.exit_message or f"exit status {self.ctx.failure}")
 
     def _keep(self, calculation, n_kept):
         self.ctx.segments.append(calculation)

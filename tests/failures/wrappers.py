@@ -11,6 +11,8 @@ code) whose executable is a small bash script in a temporary folder. The script 
   step), as an out-of-memory kill would;
 - ``walltime``: ``max_seconds`` in ``aiida.in`` is set to 0.1 s, so pw.x stops at its first
   time check ("Maximum CPU time exceeded") with a restart file, as on a queue's walltime;
+- ``set``: one variable of a namelist of ``aiida.in`` is set to a value (``setting``, e.g.
+  ``("ELECTRONS", "electron_maxstep", "2")``: pw.x then really fails to converge the SCF);
 - ``damage``: the executable runs normally, then one of its output files is damaged by
   :func:`damage_file` (truncated, or bytes overwritten in a seeded stretch), as a crash or a full
   disk would leave it;
@@ -31,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-MODES = ("exit", "killed", "walltime", "damage", "hold")
+MODES = ("exit", "killed", "walltime", "set", "damage", "hold")
 DAMAGES = ("truncate", "overwrite", "garble-line")
 #: Seconds a ``hold`` wrapper waits before giving up on being killed.
 HOLD_SECONDS = 600
@@ -84,6 +86,14 @@ walltime)
     grep -q "max_seconds" aiida.in || sed -i '0,/^ *&CONTROL/Is//&\n  max_seconds = 0.1/' aiida.in
     exec "$real" "$@" < aiida.in
     ;;
+set)
+    if grep -Eqi "^ *{variable} *=" aiida.in; then
+        sed -i -E 's/^( *{variable} *= *)[^,]*/\1{value}/I' aiida.in
+    else
+        sed -i '0,/^ *&{namelist}/Is//&\n  {variable} = {value}/' aiida.in
+    fi
+    exec "$real" "$@" < aiida.in
+    ;;
 damage)
     "$real" "$@"
     status=$?
@@ -118,13 +128,14 @@ class Wrapper:
 
 def make_wrapper(real_code, folder: Path, mode: str, *, first_only: bool = False, progress: str = "",
                  progress_count: int = 1, damage: str = "overwrite", target: str = "aiida.out", seed: int = 0,
-                 label: str | None = None):
+                 setting: tuple[str, str, str] = ("", "", ""), label: str | None = None):
     """Store and return a :class:`Wrapper` around ``real_code`` (see the module docstring for ``mode``).
 
     :param progress, progress_count: ``killed``: the run is killed once its stdout holds ``progress``
         ``progress_count`` times.
     :param damage, target, seed: ``damage``: how (:data:`DAMAGES`), which file (relative to the
         calculation's folder) and with which seed the output is damaged.
+    :param setting: ``set``: (namelist, variable, value) written into ``aiida.in``.
     """
     from aiida import orm
 
@@ -134,6 +145,8 @@ def make_wrapper(real_code, folder: Path, mode: str, *, first_only: bool = False
         raise ValueError("mode 'killed' needs the `progress` text to wait for")
     if damage not in DAMAGES:
         raise ValueError(f"unknown damage {damage!r}; use one of {DAMAGES}")
+    if mode == "set" and not all(setting):
+        raise ValueError("mode 'set' needs `setting` = (namelist, variable, value)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / f"{Path(real_code.get_executable()).name}-{mode}.sh"
@@ -142,7 +155,7 @@ def make_wrapper(real_code, folder: Path, mode: str, *, first_only: bool = False
         first_note=" (first run only)" if first_only else "", unknown=UNKNOWN_VARIABLE, progress=progress,
         progress_count=int(progress_count),
         python=sys.executable, damage_module=Path(__file__).resolve(), damage=damage, target=target, seed=seed,
-        hold_seconds=HOLD_SECONDS))
+        hold_seconds=HOLD_SECONDS, namelist=setting[0], variable=setting[1], value=setting[2]))
     script.chmod(0o755)
     code = orm.InstalledCode(
         label=label or f"{script.stem}-{folder.name}", computer=real_code.computer, filepath_executable=str(script),

@@ -16,6 +16,7 @@ def test_pw_killed_during_md_continues_from_the_last_good_frame(qe_codes, pseudo
     from failures.helpers import ONE_PROCESS
     from failures.wrappers import make_wrapper
 
+    from aiida_xesml.ml.dynamics import parse_md_temperatures
     from aiida_xesml.workflows.md import MdWorkChain
 
     pw = make_wrapper(qe_codes["pw"], tmp_path / "pw-killed", "killed", progress="Entering Dynamics",
@@ -58,6 +59,10 @@ def test_pw_killed_during_md_continues_from_the_last_good_frame(qe_codes, pseudo
     residual, step = verlet_residual(killed_run, partial, kept, positions[offset + kept + 1])
     assert residual < 0.25 * step, (f"first continued frame {residual:.4f} Å from the Verlet prediction "
                                     f"(one step: {step:.4f} Å)")
+    # The velocities derived at the seam (md_continuation) reproduce the temperature pw.x printed for that frame.
+    before = parse_md_temperatures(stdout)[kept]
+    after = trajectory.get_array("temperature")[offset + kept]
+    assert abs(after - before) / before < 0.05, (before, after)
 
 
 def verlet_residual(run, positions, k: int, next_frame) -> tuple[float, float]:

@@ -7,8 +7,8 @@ from aiida.engine import run_get_node
 from failures.helpers import stdout
 
 from aiida_xesml.calculations.initial_velocities import initial_velocities
-from aiida_xesml.ml.dynamics import parse_md_temperatures, parse_md_times, pressure_from_stress
-from aiida_xesml.workflows.md import MdWorkChain
+from aiida_xesml.ml.dynamics import parse_md_times, pressure_from_stress
+from aiida_xesml.workflows.md import ELECTRONIC_FAILURES, WALLTIME_FAILURES, MdWorkChain, pw_failure
 
 pytestmark = pytest.mark.qe
 
@@ -89,52 +89,53 @@ def test_the_same_velocity_seed_gives_the_same_trajectory(md_builder):
     assert np.abs(other.get_array("velocities") - first_velocities.get_array("velocities")).max() > 1e-3
 
 
-def _fail_segment(monkeypatch, number, status=400):
-    """Make the ``number``-th segment (1-based) look as if pw.x had failed after its frames.
-
-    A fake, kept on purpose for the continuation tests below: they need a failure after a known number of
-    good frames, which no real walltime or kill pins down. Real failures of pw.x during MD are tested in
-    tests/faults (SIGKILL after 4 steps) and in ``test_second_failure_of_the_same_kind_exits`` (walltime).
-    """
-    original = MdWorkChain._inspect_calculation
-    calls = {"count": 0}
-
-    def fake(calculation):
-        real_status, n_frames = original(calculation)
-        calls["count"] += 1
-        if calls["count"] == number:
-            return status, n_frames
-        return real_status, n_frames
-
-    monkeypatch.setattr(MdWorkChain, "_inspect_calculation", staticmethod(fake))
-    return calls
+def _runs(node):
+    """The pw.x calculations under ``node``, in the order they ran."""
+    return sorted((c for c in node.called_descendants if isinstance(c, orm.CalcJobNode)), key=lambda c: c.ctime)
 
 
-@pytest.mark.parametrize("status", [400, 410])  # out of walltime; electronic convergence failed
-def test_failed_segment_is_continued_from_its_last_frame(md_builder, monkeypatch, status):
-    # Segment 1 is the one-step bridge that starts the seeded velocities (without the thermostat); segment 2
-    # (3 steps) 'fails'; the continuation starts from its last frame, through another bridge.
-    _fail_segment(monkeypatch, 2, status)
-    results, node = run_get_node(md_builder(nstep=5, nstep_per_segment=3, temperature_k=600.0))
+def _handled_by(node) -> list:
+    """Per failed segment, the handler that acted (the one whose report broke the loop), from the
+    ``considered_handlers`` extra."""
+    return [next(name for name, report in considered if report and report["do_break"])
+            for considered in node.base.extras.get(MdWorkChain._considered_handlers_extra)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "setting", "handler", "statuses", "mixing"),
+    [
+        # pw.x really fails to converge the first SCF (electron_maxstep = 2): continued with less mixing
+        ("set", ("ELECTRONS", "electron_maxstep", "2"), "handle_electronic_convergence_not_reached",
+         ELECTRONIC_FAILURES, 0.7),
+        # pw.x really stops for time (max_seconds = 0.1 s, as on a queue's walltime): continued unchanged
+        ("walltime", ("", "", ""), "handle_out_of_walltime", WALLTIME_FAILURES, 1.0),
+    ],
+)
+def test_a_failed_segment_goes_to_the_handler_of_its_exit_code(qe_codes, pseudo_family, rutile_structure, tmp_path,
+                                                               mode, setting, handler, statuses, mixing):
+    """The first pw.x run fails for real (a wrapper code, tests/failures/wrappers.py); later runs are untouched.
+    The handler named after the failure's exit code acts, and the MD ends with all its frames."""
+    from failures.wrappers import make_wrapper
+
+    pw = make_wrapper(qe_codes["pw"], tmp_path / f"pw-{mode}", mode, setting=setting, first_only=True)
+    builder = MdWorkChain.get_builder_from_protocol(pw.code, rutile_structure, protocol="fast",
+                                                    overrides={"nstep": 3, "nstep_per_segment": 3})
+    results, node = run_get_node(builder)
     assert node.is_finished_ok, node.exit_message
-    trajectory = results["trajectory"]
-    assert trajectory.numsteps == 6
-    assert len([child for child in node.called if child.process_label == "md_continuation"]) == 1
-    segments = sorted((c for c in node.called if c.process_label == "PwBaseWorkChain"), key=lambda c: c.ctime)
-    # The 'failed' segment had 3 frames (steps 1-3); its last one is where the continuation starts, so
-    # steps 1-2 come from it and step 3 is recomputed by the next segment.
-    failed = segments[1].outputs.output_trajectory
-    np.testing.assert_allclose(trajectory.get_array("positions")[1:4], failed.get_array("positions")[:3], atol=1e-6)
-    assert _frame_steps(trajectory).min() > 1e-4, "a frame is duplicated at the seam"
-    # The velocities derived at the seam reproduce the temperature pw.x had at that frame.
-    before = parse_md_temperatures(stdout(segments[1].called[0]))[2]
-    after = trajectory.get_array("temperature")[3]
-    assert abs(after - before) / before < 0.05, (before, after)
-    mixing = [segment.inputs.pw.parameters["ELECTRONS"]["mixing_beta"] for segment in segments]
-    if status == 410:  # an electronic failure makes the continuation mix more gently
-        assert mixing[2] == pytest.approx(0.7 * mixing[1])
-    else:
-        assert mixing[2] == mixing[1]
+    assert results["trajectory"].numsteps == 4
+    runs = _runs(node)
+    failed, later = runs[0], runs[1:]
+    # pw.x's own stop: for an md run aiida-quantumespresso 5.1 leaves an unconverged SCF at exit 0 and logs it
+    assert pw_failure(failed) in statuses and all(pw_failure(run) is None for run in later), \
+        [(run.exit_status, pw_failure(run)) for run in runs]
+    assert _handled_by(node) == [handler], node.base.extras.get(MdWorkChain._considered_handlers_extra)
+    # The retry starts where the failed run started: with the session's cache on, AiiDA would hand that
+    # failure back (a failed calculation is a valid cache source) unless the retry disables the cache.
+    assert "_aiida_cached_from" not in runs[1].base.extras
+    # runs: the failed one-step bridge that starts the seeded velocities, the bridge again, the 3 steps
+    beta = [run.inputs.parameters["ELECTRONS"]["mixing_beta"] for run in runs]
+    assert len(beta) == 3 and beta[1] == pytest.approx(mixing * beta[0]), beta
+    assert beta[2] == pytest.approx(beta[0]), "the mixing is restored once a segment finished"
 
 
 def test_second_failure_of_the_same_kind_exits(qe_codes, pseudo_family, rutile_structure, tmp_path):
