@@ -64,7 +64,9 @@ def pw_failure(calculation) -> int | None:
     if any(log.message == label for log in orm.Log.collection.get_logs_for(calculation)):
         return PW_EXIT_CODES[label].status
     return None
-# mixing_beta is multiplied by this after a failed electronic convergence (handle_electronic_convergence).
+
+
+# mixing_beta is multiplied by this after a failed electronic convergence (handle_electronic_convergence_not_reached).
 MIXING_REDUCTION = 0.7
 
 
