@@ -421,9 +421,9 @@ def finished_pressures(compression) -> dict:
     from aiida.common.links import LinkType
 
     returned = {link.link_label: link.node for link in compression.base.links.get_outgoing(link_type=LinkType.RETURN).all()}
-    return {label[:-len("__summary")]: (float(node["target_pressure_gpa"]), returned[label.replace("__summary", "__snapshots")])
-            for label, node in returned.items()
-            if label.endswith("__summary") and label.replace("__summary", "__snapshots") in returned}
+    labels = [link[:-len("__summary")] for link in returned if link.endswith("__summary")]
+    return {label: (float(returned[f"{label}__summary"]["target_pressure_gpa"]), returned[f"{label}__snapshots"])
+            for label in labels if f"{label}__snapshots" in returned}
 
 
 def md_spectra_builder(codes, snapshots, pressure: float):
