@@ -11,6 +11,10 @@ Run: ``.venv/bin/python benchmarks/reconstruction.py`` (real QE spectra of examp
 3. Each mixture's moments are inverted twice with every emulator of the ensemble: the population inverse (weights
    over the training sites) and the published single-point inverse (one point in ECA score space, read as a
    pseudo-Coulomb matrix); value = the members' mean, ± = their standard deviation.
+4. Two figures that separate the emulator's error from the inverse's own: the CN *range* over every population of
+   training sites whose mixture moments match the target within ``--range-tolerance`` (a linear programme per
+   bound; "none" when no population matches), and the population inverse run on the training sites' *computed*
+   moments instead of emulated ones (``true site moments``: no emulator error at all).
 
 It prints one row per mixture, and checks issue 12's criteria: along the 4→6 and 4→5→6 series (on the mixtures
 the hold-out set can make) the reconstructed CN rises monotonically, every CN lies within 0.3 of the truth and
@@ -153,6 +157,24 @@ def mixtures(holdout: dict, n_sites: int, seed: int):
     return made
 
 
+class TrueSiteMoments:
+    """A stand-in emulator that "predicts" the training sites' computed moments exactly (an oracle).
+
+    The population inverse built on it mixes the training sites by their real spectra's moments, so its errors
+    are what the moments themselves cannot tell apart (and the maximum-entropy prior), with no emulator error.
+    It answers only for the rows it was made with.
+    """
+
+    def __init__(self, X, Y):
+        self._X, self._Y = np.asarray(X), np.asarray(Y, dtype=float)
+        self.y_scale_ = self._Y.std(axis=0)
+
+    def predict(self, X):
+        if not np.array_equal(np.asarray(X), self._X):
+            raise ValueError("TrueSiteMoments predicts only the training rows it was made with")
+        return self._Y.copy()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--synthetic", action="store_true", help="synthetic spectra instead of the real data sets")
@@ -168,6 +190,9 @@ def main(argv=None) -> int:
                                                            "spectrum settings; default crystalline-holdout + "
                                                            "compressed-md-holdout)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--range-tolerance", type=float, default=0.1,
+                        help="tolerance of the CN range over all populations that match a mixture's moments, in "
+                             "units of the training sites' spread of each moment integrand (default 0.1)")
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
 
@@ -220,8 +245,12 @@ def main(argv=None) -> int:
               np.nanmean(holdout["structure"]["first_shell_mean_angstrom"][rows])) for _, rows in usable]
     t0 = time.perf_counter()
     population = reconstruct_ensemble(members, targets, X=x_train, structure=structure,
-                                      target_weights=inverse_weights(names, r2, (0, 1, 2, 3)), residual_variance=residual)
+                                      target_weights=inverse_weights(names, r2, (0, 1, 2, 3)), residual_variance=residual,
+                                      range_tolerance=args.range_tolerance)
     t_population = time.perf_counter() - t0
+    oracle = reconstruct_ensemble([TrueSiteMoments(x_train, train["Y"][fit["train"]])], targets, X=x_train,
+                                  structure=structure, target_weights=np.ones(len(names)),
+                                  range_tolerance=args.range_tolerance)
     t0 = time.perf_counter()
     single = reconstruct_ensemble(members, targets, method="single_point", ecas=ecas, n_atoms=N_ATOMS,
                                   target_weights=inverse_weights(names, r2, (0, 1)), feature_columns=columns,
@@ -230,7 +259,8 @@ def main(argv=None) -> int:
     t_single = time.perf_counter() - t0
 
     print(f"\n{'4/5/6-fold':>14s} {'sites':>5s} | {'CN true':>7s} {'population':>13s} {'single point':>13s} | "
-          f"{'r true':>6s} {'population':>15s} {'single point':>15s} | {'misfit':>6s}")
+          f"{'r true':>6s} {'population':>15s} {'single point':>15s} | {'misfit':>6s} {'CN range':>12s} | "
+          f"true site moments: CN, r, misfit, CN range")
     table = []
     for i, ((composition, rows), (cn_true, r_true)) in enumerate(zip(usable, truth)):
         row = {"composition": [round(f, 3) for f in composition], "n_sites": int(len(rows)), "true_cn": float(cn_true),
@@ -240,12 +270,22 @@ def main(argv=None) -> int:
                          for key, source in (("cn", "cn_fractional"), ("first_shell", "first_shell_mean_angstrom"))}
         # the population inverse's loss (standardized moment mismatch + prior), mean over the members
         row["population"]["misfit"] = float(np.mean(population["inverse_loss"][:, i]))
+        row["population"]["cn_range"] = [float(v) for v in population["range"]["cn_fractional"][i]]
+        # the same inverse over the training sites' computed moments: what the moments cannot resolve
+        row["true_site_moments"] = {"cn": [float(oracle["value"]["cn_fractional"][i]), 0.0],
+                                    "first_shell": [float(oracle["value"]["first_shell_mean_angstrom"][i]), 0.0],
+                                    "misfit": float(oracle["inverse_loss"][0, i]),
+                                    "cn_range": [float(v) for v in oracle["range"]["cn_fractional"][i]]}
         table.append(row)
         text = "/".join(f"{f:.2f}" for f in composition)
         pm = lambda v, spec: f"{v[0]:{spec}} ± {v[1]:{spec}}"  # noqa: E731
+        span = lambda v: "none" if np.isnan(v[0]) else f"[{v[0]:.2f}, {v[1]:.2f}]"  # noqa: E731
         print(f"{text:>14s} {len(rows):5d} | {cn_true:7.2f} {pm(row['population']['cn'], '.2f'):>13s} "
               f"{pm(row['single_point']['cn'], '.2f'):>13s} | {r_true:6.3f} {pm(row['population']['first_shell'], '.3f'):>15s} "
-              f"{pm(row['single_point']['first_shell'], '.3f'):>15s} | {row['population']['misfit']:6.3f}")
+              f"{pm(row['single_point']['first_shell'], '.3f'):>15s} | {row['population']['misfit']:6.3f} "
+              f"{span(row['population']['cn_range']):>12s} | {row['true_site_moments']['cn'][0]:.2f} "
+              f"{row['true_site_moments']['first_shell'][0]:.3f} {row['true_site_moments']['misfit']:.3f} "
+              f"{span(row['true_site_moments']['cn_range'])}")
     skipped = [c for c, rows in made if rows is None]
     if skipped:
         print(f"(not enough hold-out sites for {len(skipped)} composition(s): "
@@ -271,7 +311,15 @@ def main(argv=None) -> int:
         return ok
 
     print()
-    passed = {name: verdict(name) for name in ("population", "single_point")}
+    passed = {name: verdict(name) for name in ("population", "single_point", "true_site_moments")}
+    for name in ("population", "true_site_moments"):
+        ranges = np.array([row[name]["cn_range"] for row in table])
+        truth_cn = np.array([row["true_cn"] for row in table])
+        feasible = np.isfinite(ranges[:, 0])
+        inside = feasible & (ranges[:, 0] <= truth_cn) & (truth_cn <= ranges[:, 1])
+        print(f"{name}: CN range (tolerance {args.range_tolerance:g}) holds the true CN for {inside.sum()} of {len(table)} "
+              f"mixtures; no population matches {np.sum(~feasible)}; mean width "
+              f"{np.mean(np.diff(ranges[feasible], axis=1)) if feasible.any() else float('nan'):.2f}")
     print(f"time: population inverse {t_population:.1f} s, single point {t_single:.1f} s for {len(table)} mixtures x "
           f"{len(members)} members; whole run {time.perf_counter() - start:.0f} s")
     if args.json:

@@ -101,6 +101,16 @@ def _moments_from_sums(S, center, extra_variance):
     return moments, jacobian
 
 
+def _target_sums(target, center, extra_variance):
+    """The weighted sums S (n, W, 4) (per unit weight) that mixture moments ``target`` (n, W, 4) require: the inverse
+    of :func:`_moments_from_sums`, with the residual variance taken off the target's M2²."""
+    m0, m2, m3 = target[..., 0], target[..., 2], target[..., 3]
+    delta = target[..., 1] - center
+    r2 = m2**2 - extra_variance + delta**2
+    r3 = m3 * m2**3 + 3 * delta * r2 - 2 * delta**3
+    return np.stack([m0, m0 * delta, m0 * r2, m0 * r3], axis=-1)
+
+
 def mixture_moments(site_moments, weights=None, residual_variance=None) -> np.ndarray:
     """Windowed moments of the mean spectrum of a weighted population of sites.
 
@@ -278,6 +288,65 @@ class PopulationInverse:
             losses.append(float(best.fun))
         self.loss_ = np.array(losses)
         return np.array(weights)
+
+    def structure_ranges(self, Y, tolerance: float, target_weights=None, keys=None) -> dict:
+        """The range of each ensemble-mean structure value over *every* population of training sites whose mixture
+        moments match ``Y`` within ``tolerance``: the inverse's own non-uniqueness, which the maximum-entropy
+        weights of :meth:`weights` hide by picking one population.
+
+        The matching conditions are linear in the weights when written for the raw-moment integrands (module
+        docstring), so each bound is a linear programme over the weights w >= 0, Σ w = 1:
+        ``|Σ_i w_i ψ_iq − ψ_q(Y)| <= tolerance / sqrt(target_weight_q)`` for every integrand q, with ψ standardized
+        by its spread over the training sites (the units of :attr:`features_`). A target that no population
+        matches within the tolerance gets NaN bounds: the training sites cannot mix to it.
+
+        :param Y: (n_targets, 4W) or (4W,) target moments in the emulator's output units (no ``transform``).
+        :param tolerance: > 0, in units of the training sites' spread of each integrand (e.g. 0.05).
+        :param target_weights: (4W,) >= 0, as in :meth:`weights`; a weight of 0 leaves that integrand free.
+        :param keys: structure keys to bound (default: every ``structure`` array with one finite value per site).
+        :returns: {key: (n_targets, 2) [lowest, highest] ensemble mean}, in the units of ``structure``.
+        """
+        from scipy.optimize import linprog
+
+        self._check_fitted()
+        if self.transform is not None:
+            raise ValueError("structure_ranges matches the moments themselves; this inverse has a `transform`")
+        try:
+            tolerance = float(tolerance)
+        except (TypeError, ValueError):
+            tolerance = -1.0
+        if not np.isfinite(tolerance) or tolerance <= 0:
+            raise ValueError(f"`tolerance` must be a number > 0; got {tolerance!r}")
+        Y = _split_windows(Y, "Y")
+        if Y.shape[1] * 4 != self.site_moments_.shape[1]:
+            raise ValueError(f"`Y` has {Y.shape[1] * 4} targets; the emulator predicts {self.site_moments_.shape[1]}")
+        m = self.site_moments_.shape[1]
+        tw = np.ones(m) if target_weights is None else as_finite_array(target_weights, "target_weights", ndim=1)
+        if tw.shape != (m,) or np.any(tw < 0):
+            raise ValueError(f"`target_weights` must hold {m} values >= 0; got {tw.tolist()}")
+        if keys is None:
+            keys = [key for key, values in self.structure_.items() if values.ndim == 1 and np.all(np.isfinite(values))]
+        for key in keys:
+            if key not in self.structure_ or self.structure_[key].ndim != 1 or not np.all(np.isfinite(self.structure_[key])):
+                raise ValueError(f"`keys`: {key!r} is not a structure array with one finite value per site")
+        extra = _residual_variance(self.residual_variance, Y.shape[1])
+        sums = self._sums.reshape(self.n_sites_, -1)
+        mean, spread = sums.mean(axis=0), np.where(sums.std(axis=0) > 0, sums.std(axis=0), 1.0)
+        targets = (_target_sums(Y, self._center, extra).reshape(len(Y), -1) - mean) / spread
+        bound = np.where(tw > 0, tolerance / np.sqrt(np.where(tw > 0, tw, 1.0)), np.inf)
+        rows = np.isfinite(bound)
+        A_ub = np.vstack([self.features_[:, rows].T, -self.features_[:, rows].T])
+        ranges = {key: np.full((len(Y), 2), np.nan) for key in keys}
+        for t, target in enumerate(targets):
+            b_ub = np.concatenate([target[rows] + bound[rows], bound[rows] - target[rows]])
+            for key in keys:
+                for column, sign in ((0, 1.0), (1, -1.0)):
+                    result = linprog(sign * self.structure_[key], A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, self.n_sites_)),
+                                     b_eq=[1.0], bounds=(0, None), method="highs")
+                    if result.status != 0:  # infeasible: no population matches within the tolerance
+                        break
+                    ranges[key][t, column] = sign * result.fun
+        return ranges
 
     def _first_stage(self, m):
         """Targets matched first: M0 and M1 (the moments a mixture keeps without its spread), or those

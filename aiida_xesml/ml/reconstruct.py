@@ -316,12 +316,14 @@ def _full_descriptor(features, n_atoms, feature_columns, fill):
 RECONSTRUCTION_METHODS = ("population", "single_point")
 #: Structure quantities a reconstruction reports (the keys of :func:`analyze_coulomb` it averages).
 STRUCTURE_KEYS = ("cn_fractional", "cn", "first_shell_mean_angstrom", "distances_angstrom")
+#: The per-site scalars that the population inverse can bound (``range_tolerance``).
+RANGE_KEYS = ("cn_fractional", "first_shell_mean_angstrom")
 
 
 def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, structure=None, ecas=None,
                          n_atoms: int | None = None, target_weights=None, residual_variance=None, prior: float = 1e-3,
                          n_starts: int = 4, feature_columns=None, fill=None, analysis_options=None,
-                         transform=None, verbose: bool = False) -> dict:
+                         transform=None, range_tolerance: float | None = None, verbose: bool = False) -> dict:
     """Structure from target moments ``Y`` with every emulator of an ensemble: value ± spread.
 
     :param members: fitted emulators (the ensemble; one member gives a zero spread).
@@ -344,6 +346,10 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
     :param analysis_options: passed to :func:`analyze_coulomb` ('single_point'), e.g. slot_z, cutoff, width.
     :param transform: 'population' only: match functions of the moments instead of the moments (see
         :class:`~aiida_xesml.ml.mixture.PopulationInverse`); ``Y`` and ``target_weights`` are then in that space.
+    :param range_tolerance: 'population' only: also bound the CN and first shell over every population that matches
+        the targets within this tolerance (:meth:`~aiida_xesml.ml.mixture.PopulationInverse.structure_ranges`, in
+        units of the training sites' spread of each moment integrand); the result then has ``range``: {key: (n, 2)},
+        the lowest and highest value over all members (NaN where no member's population can match).
     :returns: ``value`` and ``spread`` (dicts over :data:`STRUCTURE_KEYS`: the members' mean and standard
         deviation, ddof 1), ``members`` (the same keys, (n_members, n, ...)), ``fitted_moments``
         (n_members, n, m), ``inverse_loss`` (n_members, n), and per method ``effective_sites``
@@ -358,6 +364,9 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         raise ValueError(f"`method` must be one of {', '.join(RECONSTRUCTION_METHODS)}; got {method!r}")
     if transform is not None and method != "population":
         raise ValueError("a target `transform` works with method 'population' only")
+    if range_tolerance is not None and (method != "population" or transform is not None):
+        raise ValueError("`range_tolerance` works with method 'population' and no `transform` only")
+    ranges = []
     Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
     per_member, fitted, losses, extra = [], [], [], []
     if method == "population":
@@ -372,6 +381,10 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
                                         transform=transform).fit(X, table)
             result = inverse.reconstruct(Y, target_weights)
             per_member.append({key: result[key] for key in STRUCTURE_KEYS})
+            if range_tolerance is not None:
+                bounded = [key for key in RANGE_KEYS if np.all(np.isfinite(table[key]))]  # e.g. no first shell: NaN
+                found = inverse.structure_ranges(Y, range_tolerance, target_weights, keys=bounded)
+                ranges.append({key: found.get(key, np.full((len(Y), 2), np.nan)) for key in RANGE_KEYS})
             fitted.append(result["fitted_moments"])
             losses.append(result["inverse_loss"])
             extra.append(result["effective_sites"])
@@ -394,8 +407,15 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         value = {key: np.nanmean(values, axis=0) for key, values in stacked.items()}
         spread = {key: (np.nanstd(values, axis=0, ddof=1) if len(members) > 1 else np.zeros_like(value[key]))
                   for key, values in stacked.items()}
-    return {"value": value, "spread": spread, "members": stacked, "fitted_moments": np.stack(fitted),
-            "inverse_loss": np.stack(losses), extra_key: np.stack(extra)}
+    out = {"value": value, "spread": spread, "members": stacked, "fitted_moments": np.stack(fitted),
+           "inverse_loss": np.stack(losses), extra_key: np.stack(extra)}
+    if ranges:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # every member infeasible: NaN
+            out["range"] = {key: np.stack([np.nanmin([r[key][:, 0] for r in ranges], axis=0),
+                                           np.nanmax([r[key][:, 1] for r in ranges], axis=0)], axis=1)
+                            for key in RANGE_KEYS}
+    return out
 
 
 def true_ensemble_means(descriptors, label, n_atoms: int, slot_z=None, **analysis_options) -> dict:

@@ -175,3 +175,61 @@ def test_a_target_transform_matches_functions_of_the_moments(toy_population):
         shifted = spectral_moments(GRID, spectra[rows].mean(axis=0)[None]) * [40, 1, 1, 1, 40, 1, 1, 1]
         result = inverse.reconstruct(shift_free(shifted)[0])
         assert result["cn"][0] == pytest.approx(cn[rows].mean(), abs=0.25)
+
+
+def test_target_sums_invert_the_mixture_moments():
+    """The sums a target requires are the weighted sums of the site integrands whose mixture it is."""
+    from aiida_xesml.ml.mixture import _site_sums, _split_windows, _target_sums
+
+    site = spectral_moments(GRID, _two_peak_spectra(40, seed=3))
+    weights = np.random.default_rng(4).random(40)
+    extra = np.array([0.02, 0.05])
+    target = mixture_moments(site, weights, residual_variance=extra)
+    windows = _split_windows(site, "site")
+    center = windows[..., 1].mean(axis=0) + 0.3  # any centre
+    expected = np.einsum("n,nwq->wq", weights / weights.sum(), _site_sums(windows, center))
+    np.testing.assert_allclose(_target_sums(_split_windows(target, "t"), center, extra)[0], expected, rtol=1e-9)
+
+
+class _Exact:
+    """An 'emulator' that returns given moments for the rows it was made with."""
+
+    def __init__(self, Y):
+        self.Y, self.y_scale_ = Y, Y.std(axis=0)
+
+    def predict(self, X):
+        return self.Y
+
+
+def test_structure_ranges_hold_the_truth_and_the_max_entropy_reading_and_reject_unreachable_targets(toy_population):
+    """Mixtures of training sites whose moments are known exactly: their true mean CN is feasible, so it lies in the
+    range at any tolerance, as does the maximum-entropy reading; a wider tolerance gives a wider range; a
+    target shifted 5 eV from every site has no population (NaN)."""
+    X, Y, _, cn, _ = toy_population
+    inverse = PopulationInverse(_Exact(Y), prior=0.0).fit(X, {"cn": cn, "x0": X[:, 0]})
+    rng = np.random.default_rng(11)
+    low, high = np.flatnonzero(X[:, 0] < -0.5), np.flatnonzero(X[:, 0] > 0.5)
+    rows = [np.concatenate([rng.choice(low, 40 - k, replace=False), rng.choice(high, k, replace=False)])
+            for k in (0, 20, 40)]
+    targets = np.array([mixture_moments(Y[r])[0] for r in rows])
+    truth = np.array([cn[r].mean() for r in rows])
+    narrow = inverse.structure_ranges(targets, tolerance=0.02)
+    wide = inverse.structure_ranges(targets, tolerance=0.2)
+    assert set(narrow) == {"cn", "x0"}
+    reading = inverse.reconstruct(targets)["cn"]
+    for ranges in (narrow, wide):
+        assert np.all(ranges["cn"][:, 0] <= truth + 1e-9) and np.all(truth <= ranges["cn"][:, 1] + 1e-9)
+        assert np.all(ranges["cn"][:, 0] <= reading + 1e-6) and np.all(reading <= ranges["cn"][:, 1] + 1e-6)
+    assert np.all(np.diff(wide["cn"], axis=1) > np.diff(narrow["cn"], axis=1))
+    # in this toy the moments do tell the three compositions apart: the narrow ranges do not overlap
+    assert narrow["cn"][0, 1] < narrow["cn"][1, 0] and narrow["cn"][1, 1] < narrow["cn"][2, 0]
+    assert np.all(narrow["cn"][:, 0] >= cn.min() - 1e-9) and np.all(narrow["cn"][:, 1] <= cn.max() + 1e-9)
+    shifted = targets[1].copy()
+    shifted[[1, 5]] += 5.0
+    assert np.all(np.isnan(inverse.structure_ranges(shifted, tolerance=0.2)["cn"]))
+    with pytest.raises(ValueError, match="`tolerance`"):
+        inverse.structure_ranges(targets, tolerance=0)
+    with pytest.raises(ValueError, match="`keys`"):
+        inverse.structure_ranges(targets, tolerance=0.1, keys=["missing"])
+    with pytest.raises(ValueError, match="`target_weights`"):
+        inverse.structure_ranges(targets, tolerance=0.1, target_weights=[1.0] * 7)

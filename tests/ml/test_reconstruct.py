@@ -192,11 +192,18 @@ def test_ensemble_reconstruction_gives_values_with_spreads(crystal_sites):
     np.testing.assert_array_equal(structure["cn_fractional"], cn)  # crystals: smooth CN = integer count
     four, six = cn == 4, cn == 6
     targets = spectral_moments(grid, np.array([spectra[four].mean(axis=0), spectra[six].mean(axis=0)]))
-    population = reconstruct_ensemble(members, targets, X=X, structure=structure)
+    population = reconstruct_ensemble(members, targets, X=X, structure=structure, range_tolerance=0.1)
     assert population["members"]["cn_fractional"].shape == (3, 2)
     assert population["value"]["distances_angstrom"].shape == (2, N - 1)
     np.testing.assert_allclose(population["value"]["cn_fractional"], [4.0, 6.0], atol=0.3)
     assert np.all(population["spread"]["cn_fractional"] >= 0) and np.any(population["spread"]["cn_fractional"] > 0)
+    low, high = population["range"]["cn_fractional"].T  # the union of the members' ranges holds every reading
+    assert np.all(low <= population["members"]["cn_fractional"].min(axis=0) + 1e-6)
+    assert np.all(population["members"]["cn_fractional"].max(axis=0) <= high + 1e-6)
+    assert high[0] < low[1]  # pure 4- and pure 6-fold sites: ranges apart
+    assert population["range"]["first_shell_mean_angstrom"].shape == (2, 2)
+    with pytest.raises(ValueError, match="range_tolerance"):
+        reconstruct_ensemble(members, targets, method="single_point", ecas=[], n_atoms=N, range_tolerance=0.1)
     ecas = [ECA(member, n_components=2).fit(X, Y) for member in members]
     single = reconstruct_ensemble(members, targets, method="single_point", ecas=ecas, n_atoms=N,
                                   analysis_options={"slot_z": slot_z})
