@@ -484,6 +484,9 @@ CASES = [
     Case("reconstruct-negative-cutoff", "calcfunction",
          lambda e: _calc("reconstruct")(e["eca_node"], e["spectra"], orm.Dict({"n_atoms": 4, "cutoff_angstrom": -1})),
          ValueError, r"`parameters\['cutoff_angstrom'\]` must be a positive number; got -1"),
+    Case("reconstruct-range-tolerance-zero", "calcfunction",
+         lambda e: _calc("reconstruct")(e["eca_node"], e["spectra"], orm.Dict({"n_atoms": 4, "range_tolerance": 0})),
+         ValueError, r"`parameters\['range_tolerance'\]` must be a positive number; got 0"),
     Case("reconstruct-eca-is-spectra", "calcfunction",
          lambda e: _calc("reconstruct")(e["spectra"], e["spectra"], orm.Dict({"n_atoms": 4})),
          ValueError, r"input `eca` is a XesSpectraData \(pk \d+\), not a XesEcaData"),
@@ -735,7 +738,7 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 109
+N_CASES = 110
 
 
 def test_the_table_has_its_109_cases_across_every_surface():

@@ -31,7 +31,7 @@ from aiida_xesml.ml.validation import check_integer, check_known_keys, check_n_a
 DEFAULT_ORDERS = {"population": [0, 1, 2, 3], "single_point": [0, 1]}
 DEFAULT_RECONSTRUCTION = {"method": "population", "ensemble_mean": True, "n_atoms": 20,
                           "cutoff_angstrom": CN_CUTOFF, "width_angstrom": CN_WIDTH, "n_starts": 4,
-                          "moment_orders": None, "prior": 1e-3, "held_out": True}
+                          "moment_orders": None, "prior": 1e-3, "held_out": True, "range_tolerance": 0.1}
 #: The keys ``reconstruct``'s ``parameters`` may have: the defaults' and ``windows``.
 RECONSTRUCTION_KEYS = (*DEFAULT_RECONSTRUCTION, "windows")
 #: Version of the reconstruction node's layout: 2 has the smooth CN as ``cn`` with ``*_spread`` arrays
@@ -40,6 +40,8 @@ FORMAT_VERSION = 2
 #: Structure quantities reported (value and spread): array name -> key of ml.reconstruct.STRUCTURE_KEYS.
 QUANTITIES = {"cn": "cn_fractional", "cn_count": "cn", "first_shell_mean_angstrom": "first_shell_mean_angstrom",
               "distances_angstrom": "distances_angstrom"}
+#: Quantities with a range over every matching population (array ``<name>_range``).
+RANGES = {"cn": "cn_fractional", "first_shell_mean_angstrom": "first_shell_mean_angstrom"}
 
 
 def reconstruction_settings(parameters: dict) -> dict:
@@ -48,7 +50,8 @@ def reconstruction_settings(parameters: dict) -> dict:
     :raises ValueError: naming the key: an unknown key, an unknown ``method``, ``ensemble_mean`` or
         ``held_out`` not a boolean, ``n_atoms`` not a whole number >= 2, ``cutoff_angstrom``,
         ``width_angstrom`` or ``prior`` not positive numbers, ``n_starts`` not a whole number >= 1,
-        ``moment_orders`` not a non-empty list of orders 0..3, or bad ``windows``.
+        ``moment_orders`` not a non-empty list of orders 0..3, ``range_tolerance`` neither None nor a positive
+        number, or bad ``windows``.
     """
     given = check_known_keys(parameters, RECONSTRUCTION_KEYS, "reconstruction parameters")
     settings = {**DEFAULT_RECONSTRUCTION, **given}
@@ -62,6 +65,10 @@ def reconstruction_settings(parameters: dict) -> dict:
     for key in ("cutoff_angstrom", "width_angstrom", "prior"):
         settings[key] = check_positive(settings[key], f"parameters['{key}']")
     settings["n_starts"] = check_integer(settings["n_starts"], "parameters['n_starts']", minimum=1)
+    if settings["method"] != "population":
+        settings["range_tolerance"] = None  # a range over populations: the population inverse only
+    elif settings["range_tolerance"] is not None:
+        settings["range_tolerance"] = check_positive(settings["range_tolerance"], "parameters['range_tolerance']")
     orders = settings["moment_orders"]
     if orders is None:
         orders = DEFAULT_ORDERS[settings["method"]]
@@ -116,7 +123,9 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     emulator and the population never saw), ``windows`` (eV), ``n_atoms`` (N of the descriptor),
     ``cutoff_angstrom`` and ``width_angstrom`` (the CN switch, 2.3 ± 0.1 Å), ``moment_orders`` (default all
     four for 'population', M0 and M1 for 'single_point'; each weighted by the emulator's held-out R²),
-    ``prior`` (of the population tilt), ``n_starts`` (of the single-point inverse).
+    ``prior`` (of the population tilt), ``n_starts`` (of the single-point inverse), ``range_tolerance``
+    ('population' on moments: the CN and first-shell range over every population matching the target within
+    this tolerance, in units of the training sites' spread of each moment integrand; None: no range).
 
     ``dataset`` (the training data) is required by 'population' and gives the true ensemble means per label;
     ``emulator`` (EmulatorData) gives the ensemble (default: the ECA's emulator alone, no error bar);
@@ -131,8 +140,10 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     ordering slot j is the j-th nearest O, then Ge: see attribute ``slot_z``), each with ``<name>_spread``
     (the standard deviation over the ensemble's members); with ``dataset`` the true values
     ``true_cn``, ``true_cn_count``, ``true_first_shell_mean_angstrom``, ``true_distances_angstrom``; the
-    same with prefix ``held_out_`` for the held-out targets. Output ``summary`` (Dict): the same per label as
-    a table of plain numbers.
+    same with prefix ``held_out_`` for the held-out targets; with a ``range_tolerance``, ``cn_range`` and
+    ``first_shell_mean_angstrom_range`` (n, 2): the lowest and highest value any matching population gives (NaN:
+    no population of training sites matches the target). Output ``summary`` (Dict): the same per label as a
+    table of plain numbers.
     """
     require_type(eca, XesEcaData, "eca", "the fit_eca calcfunction (an XesEcaData)")
     if (spectra is None) == (targets is None):
@@ -179,6 +190,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
             raise ValueError(f"`targets` of set {target_set!r} need method 'population' and shift-free targets (from "
                              "measured_targets); reconstruct spectra on the calculations' axis through `spectra`")
         transform = shift_free_transform
+        settings["range_tolerance"] = None  # the ranges bound the moments themselves, not functions of them
         weights = np.ones(targets.get_array("targets").shape[1])
         weighting = "equal: shift-free targets of a measured spectrum"
 
@@ -192,7 +204,8 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
         if method == "population":
             x_train = X[train] if columns is None else X[train][:, columns]
             inputs.update(X=x_train, structure={key: truth_table[key][train] for key in QUANTITIES.values()},
-                          residual_variance=_residual_variance(names, metrics.get("rmse"), windows))
+                          residual_variance=_residual_variance(names, metrics.get("rmse"), windows),
+                          range_tolerance=settings["range_tolerance"])
     if method == "single_point":
         inputs["fill"] = None if columns is None else (X[train].mean(axis=0) if dataset is not None else eca.descriptor_mean)
         if columns is not None and inputs["fill"] is None:
@@ -233,6 +246,9 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
         for name, key in QUANTITIES.items():
             arrays[name] = result["value"][key]
             arrays[f"{name}_spread"] = result["spread"][key]
+        for name, key in RANGES.items():
+            if "range" in result:
+                arrays[f"{name}_range"] = result["range"][key]
         if "effective_sites" in result:
             arrays["effective_sites"] = result["effective_sites"].mean(axis=0)
         if "scores" in result:
@@ -282,6 +298,9 @@ def _summary_rows(arrays) -> list[dict]:
         for name in ("cn", "cn_count", "first_shell_mean_angstrom"):
             row[name] = _plain(arrays[name][i])
             row[f"{name}_spread"] = _plain(arrays[f"{name}_spread"][i])
+        for name in RANGES:
+            if f"{name}_range" in arrays:
+                row[f"{name}_range"] = [_plain(v) for v in arrays[f"{name}_range"][i]]
         row["distances_angstrom"] = [_plain(v) for v in arrays["distances_angstrom"][i][:8]]
         row["distances_angstrom_spread"] = [_plain(v) for v in arrays["distances_angstrom_spread"][i][:8]]
         if "true_cn" in arrays:

@@ -246,6 +246,14 @@ def _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, 
     click.echo(f"First-shell mean Ge–O: {shell_text}")
     click.echo(f"CN: {pm(values['cn'][0], values['cn_spread'][0], '.2f')} "
                f"(count of O within the cutoff: {pm(values['cn_count'][0], values['cn_count_spread'][0], '.2f')})")
+    if "cn_range" in values:
+        tolerance = result.base.attributes.get("settings", {}).get("range_tolerance")
+        low, high = values["cn_range"][0]
+        if np.isfinite(low):
+            click.echo(f"CN range: {low:.2f} to {high:.2f} over every population of training sites whose moments match "
+                       f"within {tolerance:g} (the spectrum's moments do not tell these apart; the CN above is one of them)")
+        else:
+            click.echo(f"CN range: none: no population of training sites matches these moments within {tolerance:g}")
     if method == "population":
         from aiida_xesml.ml.mixture import MISFIT_WARNING
 

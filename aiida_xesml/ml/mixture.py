@@ -50,7 +50,7 @@ from .validation import as_finite_array, check_integer, check_matching_rows
 #: above it says "do not trust"; a loss below it does not prove the reading.
 MISFIT_WARNING = 0.5
 
-__all__ = ["MISFIT_WARNING", "mixture_moments", "PopulationInverse", "score_distribution"]
+__all__ = ["MISFIT_WARNING", "mixture_moments", "LinearMixtureReadout", "PopulationInverse", "score_distribution"]
 
 # Floors for predicted site moments that a regression can push to unphysical values.
 _M0_FLOOR = 1e-6
@@ -371,6 +371,55 @@ class PopulationInverse:
         result["inverse_loss"] = self.loss_
         result["effective_sites"] = self.effective_sites_
         return result
+
+
+class LinearMixtureReadout:
+    """A structure value read *linearly* from the raw-moment integrands of a spectrum: the baseline of the inverses.
+
+    Ridge regression of each site's value (e.g. its smooth CN) on its standardized integrands (``a_0 = M0``,
+    ``a_1 = M0 δ``, ``a_2 = M0 (M2² + δ²)``, ``a_3``; module docstring), fitted on training sites. Because the
+    integrands of a mean spectrum are the means of its sites' integrands, the readout of a mean spectrum is
+    exactly the mean of its sites' readouts: the mixture step adds no error, and no emulator is involved. What it
+    cannot do is read what the site moments do not hold linearly.
+
+    :param alphas: ridge penalties tried by leave-one-out CV (scikit-learn's ``RidgeCV``).
+
+    Fitted attributes: ``center_`` (W,) eV, the training sites' mean M1 per window; ``mean_`` and ``scale_``
+    (4W,) of the integrands; ``model_`` (the fitted ``RidgeCV``); ``n_sites_``.
+    """
+
+    def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)):
+        self.alphas = alphas
+
+    def _integrands(self, moments, name):
+        return _site_sums(_split_windows(moments, name), self.center_).reshape(len(np.atleast_2d(moments)), -1)
+
+    def fit(self, site_moments, values):
+        """``site_moments`` (n, 4W) of the training sites (their computed moments), ``values`` (n,) per site."""
+        from sklearn.linear_model import RidgeCV
+
+        site = _split_windows(site_moments, "site_moments")
+        values = as_finite_array(values, "values", ndim=1)
+        check_matching_rows(site.reshape(len(site), -1), "site_moments", values, "values")
+        self.center_ = site[..., 1].mean(axis=0)
+        sums = self._integrands(site.reshape(len(site), -1), "site_moments")
+        self.mean_ = sums.mean(axis=0)
+        self.scale_ = np.where(sums.std(axis=0) > 0, sums.std(axis=0), 1.0)
+        self.model_ = RidgeCV(alphas=self.alphas).fit((sums - self.mean_) / self.scale_, values)
+        self.n_sites_ = len(values)
+        return self
+
+    def predict(self, moments, residual_variance=None) -> np.ndarray:
+        """(n,) values read from mean-spectrum (or site) ``moments`` (n, 4W); ``residual_variance`` (W,) eV² is
+        taken off M2² as in :class:`PopulationInverse` (0 for moments of real spectra read by real-site fits)."""
+        if not hasattr(self, "model_"):
+            raise ValueError("this LinearMixtureReadout is not fitted yet; call fit(site_moments, values) first")
+        target = _split_windows(moments, "moments")
+        if target.shape[1] != len(self.center_):
+            raise ValueError(f"`moments` has {target.shape[1] * 4} columns; the readout was fitted on "
+                             f"{len(self.center_) * 4}")
+        sums = _target_sums(target, self.center_, _residual_variance(residual_variance, target.shape[1]))
+        return self.model_.predict((sums.reshape(len(target), -1) - self.mean_) / self.scale_)
 
 
 def score_distribution(eca, X, weights) -> dict:

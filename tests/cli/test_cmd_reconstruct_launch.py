@@ -188,6 +188,9 @@ def test_reconstruct_good_file(eca, good_file, made_data):
     misfit = float(reconstruction.get_array("inverse_loss")[0])
     assert f"Inverse misfit: {misfit:.3f}" in result.output
     assert ("Warning: the misfit is above" in result.output) == (misfit > 0.5)
+    low, high = reconstruction.get_array("cn_range")[0]
+    assert reconstruction.base.attributes.get("settings")["range_tolerance"] == 0.1
+    assert (f"CN range: {low:.2f} to {high:.2f}" if np.isfinite(low) else "CN range: none") in result.output
     assert reconstruct_calc.inputs.dataset.uuid == eca.creator.inputs.dataset.uuid  # the population, by provenance
     assert reconstruction.get_array("distances_angstrom").shape == (1, N_ATOMS - 1)
     # the spectrum was interpolated from every other grid point: the moments match the original row's
@@ -206,6 +209,7 @@ def test_reconstruct_warns_when_no_mixture_of_the_training_sites_fits(eca, made_
     misfit = float(re.search(r"Inverse misfit: ([0-9.]+)", result.output).group(1))
     assert misfit > 0.5, result.output
     assert "Warning: the misfit is above 0.5" in result.output
+    assert "CN range: none: no population of training sites matches these moments within 0.1" in result.output
 
 
 def write(tmp_path, name, text):

@@ -233,3 +233,32 @@ def test_structure_ranges_hold_the_truth_and_the_max_entropy_reading_and_reject_
         inverse.structure_ranges(targets, tolerance=0.1, keys=["missing"])
     with pytest.raises(ValueError, match="`target_weights`"):
         inverse.structure_ranges(targets, tolerance=0.1, target_weights=[1.0] * 7)
+
+
+def test_the_linear_readout_of_a_mixture_is_the_mean_of_its_sites_readouts(toy_population):
+    """Linear in the integrands, which a mixture averages: the reading of any weighted mean spectrum equals the
+    weighted mean of the sites' readings; on mixtures of held-out-like sites it rises with the true CN."""
+    from aiida_xesml.ml.mixture import LinearMixtureReadout
+
+    X, Y, spectra, cn, _ = toy_population
+    readout = LinearMixtureReadout().fit(Y[:400], cn[:400])
+    weights = np.random.default_rng(5).random((3, 200))
+    weights[1, :150] = 0.0
+    mixtures = mixture_moments(Y[400:], weights)
+    per_site = readout.predict(Y[400:])
+    np.testing.assert_allclose(readout.predict(mixtures), weights @ per_site / weights.sum(axis=1), rtol=1e-9)
+    # mixtures of the unseen sites 400..599 (their mean spectra) by the share of high-x0 sites
+    low, high = 400 + np.flatnonzero(X[400:, 0] < -0.5), 400 + np.flatnonzero(X[400:, 0] > 0.5)
+    truth, readings = [], []
+    for k in (0, 10, 20):
+        rows = np.concatenate([low[:20 - k], high[:k]])
+        truth.append(cn[rows].mean())
+        readings.append(readout.predict(spectral_moments(GRID, spectra[rows].mean(axis=0)[None]))[0])
+    assert np.all(np.diff(readings) > 0)
+    np.testing.assert_allclose(readings, truth, atol=0.3)
+    with pytest.raises(ValueError, match="not fitted"):
+        LinearMixtureReadout().predict(Y[:2])
+    with pytest.raises(ValueError, match="`moments`"):
+        readout.predict(Y[:2, :4])
+    with pytest.raises(ValueError, match="`values`"):
+        LinearMixtureReadout().fit(Y[:10], cn[:9])

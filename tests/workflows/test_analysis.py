@@ -111,6 +111,13 @@ def test_reconstruction_of_the_ensemble_means_lands_near_the_truth(analysis, mad
     spread = reconstruction.get_array("cn_spread")
     assert spread.shape == (2,) and np.all(np.isfinite(spread)) and np.all(spread >= 0)
     assert reconstruction.base.attributes.get("settings")["n_members"] == 5
+    # the range over every population that matches the moments (NaN: none does), in the node and in the summary
+    ranges = reconstruction.get_array("cn_range")
+    assert ranges.shape == (2, 2) and reconstruction.get_array("held_out_cn_range").shape == (2, 2)
+    rows = results["reconstruction_summary"]["rows"]
+    for i, (low, high) in enumerate(ranges):
+        assert (np.isnan(low) and np.isnan(high)) or 4.0 - 1e-9 <= low <= high <= 6.0 + 1e-9
+        assert rows[i]["cn_range"] == [None if np.isnan(v) else pytest.approx(v) for v in (low, high)]
     # targets made of held-out snapshots only: the emulator and the population never saw their sites
     held_out = reconstruction.get_array("held_out_label")
     np.testing.assert_array_equal(held_out, [0.0, 20.0])
