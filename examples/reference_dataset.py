@@ -53,6 +53,8 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 MANIFEST = DATA_DIR / "MANIFEST.json"
 PART_DIR = DATA_DIR / "glass-parts"  # finished melts and quenches, for a later sitting to continue from
 STAGE_EXTRA = "xesml_reference_stage"
+PART_EXTRA = "xesml_reference_part"  # on the data nodes of an archived pressure (export_pressure_part)
+SPECTRA_DONE = (0, 410)  # xesml.spectra's exit statuses with spectra: 410 = some snapshots failed, the rest are there
 SPECTRUM_PROTOCOL = "balanced"  # Γ, 30/180 Ry, nosym, SCF from atomic wavefunctions
 ONE_PROCESS = {"resources": {"num_machines": 1, "num_mpiprocs_per_machine": 1}}
 # MD segments and vc-relaxes of 36 atoms can take an hour on a loaded machine: room before pw.x stops itself.
@@ -243,7 +245,7 @@ def crystal_stage(name: str, config: dict, codes):
                 labels.append(label)
         return spectra_builder(codes, structures, labels)
 
-    return run_stage(f"{name}/crystals", build, accept=(0, 410))
+    return run_stage(f"{name}/crystals", build, accept=SPECTRA_DONE)
 
 
 def read_manifest() -> dict:
@@ -392,8 +394,10 @@ def compression_stage(name: str, config: dict, codes, glass=None):
     from aiida_xesml.workflows.compression import CompressionWorkChain
 
     settings = config["compression"]
+    keeps_parts = bool(settings.get("from_glass"))  # the glass ladder is longer than a sitting
 
     def build():
+        pressures = remaining_pressures(name, settings) if keeps_parts else settings["pressures"]
         if settings.get("from_glass"):
             structure = glass.outputs.structure
         else:
@@ -403,27 +407,163 @@ def compression_stage(name: str, config: dict, codes, glass=None):
                      "snapshot_stride": settings["snapshot_stride"]}
         if "temperature_k" in settings:
             overrides["temperature_k"] = settings["temperature_k"]
-        return CompressionWorkChain.get_builder_from_protocol(
-            codes["pw"], structure, settings["pressures"], protocol="balanced", overrides=overrides,
-            options=TWO_PROCESSES)
+        builder = CompressionWorkChain.get_builder_from_protocol(
+            codes["pw"], structure, pressures, protocol="balanced", overrides=overrides, options=TWO_PROCESSES)
+        if pressures != settings["pressures"]:
+            builder.structure = continued_structure(name, settings, pressures[0], builder)
+            print(f"  continuing the ladder at {pressures[0]:g} GPa from the archived parts", flush=True)
+        return builder
+
+    def on_poll(compression):
+        submit_finished_pressures(name, compression, codes)
+        if keeps_parts:
+            export_pressure_parts(name, compression)
 
     # The spectra of a pressure start as soon as its snapshots exist, while the compression goes on: a
     # compression of a 48-atom glass is longer than a sitting, and what it finished is then not lost.
-    node = run_stage(f"{name}/compression", build,
-                     on_poll=lambda compression: submit_finished_pressures(name, compression, codes))
+    if keeps_parts and find_stage(f"{name}/compression") is None and not remaining_pressures(name, settings):
+        print(f"stage {name}/compression: every pressure is an archived part")
+        return None
+    node = run_stage(f"{name}/compression", build, on_poll=on_poll)
     for row in node.outputs.summary_table.get_dict()["rows"]:
         print(f"  {row}")
     return node
 
 
-def finished_pressures(compression) -> dict:
-    """The pressures a compression (running or not) has finished: {label: (target GPa, snapshots)}."""
+def pressure_outputs(compression) -> dict:
+    """The outputs of each pressure a compression (running or not) has finished: {label: {summary, snapshots}}."""
     from aiida.common.links import LinkType
 
     returned = {link.link_label: link.node for link in compression.base.links.get_outgoing(link_type=LinkType.RETURN).all()}
     labels = [link[:-len("__summary")] for link in returned if link.endswith("__summary")]
-    return {label: (float(returned[f"{label}__summary"]["target_pressure_gpa"]), returned[f"{label}__snapshots"])
+    return {label: {"summary": returned[f"{label}__summary"], "snapshots": returned[f"{label}__snapshots"]}
             for label in labels if f"{label}__snapshots" in returned}
+
+
+def finished_pressures(compression) -> dict:
+    """The pressures a compression (running or not) has finished: {label: (target GPa, snapshots)}."""
+    return {label: (float(outputs["summary"]["target_pressure_gpa"]), outputs["snapshots"])
+            for label, outputs in pressure_outputs(compression).items()}
+
+
+# --- the glass ladder in parts: one archive per finished pressure ---------------------------------------
+
+
+def pressure_part_key(name: str, pressure: float) -> str:
+    """The part (and spectra stage) key of one pressure of a ladder, e.g. ``glass-ladder/md-spectra/p_10``."""
+    from aiida_xesml.workflows.compression import pressure_label
+
+    return f"{name}/md-spectra/{pressure_label(pressure)}"
+
+
+def export_pressure_parts(name: str, compression) -> None:
+    """Archive every pressure of ``compression`` whose spectra have finished (and that has no archive yet)."""
+    for label, outputs in pressure_outputs(compression).items():
+        key = f"{name}/md-spectra/{label}"
+        spectra = find_stage(key)
+        if glass_part_archive(key).is_file() or spectra is None or not spectra.is_terminated \
+                or spectra.exit_status not in SPECTRA_DONE:
+            continue
+        export_pressure_part(key, spectra, outputs["summary"], compression)
+
+
+def export_pressure_part(key: str, spectra, summary, compression) -> None:
+    """Write one pressure's site spectra as a part: an archive and an .npz beside the glass's, and a manifest entry.
+
+    The archive holds each snapshot's XesSpectraData (extras ``xesml_reference_part`` = ``key`` and
+    ``xesml_reference_part_index``) and the pressure's summary (the same extra), each with its data
+    provenance: the spectra's pw.x and projwfc.x runs, the snapshots, the MD and vc-relax of this pressure and
+    everything back to the glass. The MD's trajectory (the summary's creator's input) is what a later sitting
+    continues the ladder from (:func:`continued_structure`). The .npz has the layout of the data sets'
+    (:func:`write_npz`), so the spectra are usable without AiiDA.
+    """
+    from aiida.tools.archive import create_archive
+
+    from aiida_xesml.ml.reference_data import sha256
+
+    parts = snapshot_parts([spectra])
+    spectra_costs = costs([spectra], None)
+    for index, part in enumerate(parts):
+        part.base.extras.set_many({PART_EXTRA: key, f"{PART_EXTRA}_index": index})
+    summary.base.extras.set(PART_EXTRA, key)
+    path = glass_part_archive(key)
+    npz = path.with_suffix(".npz")
+    PART_DIR.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    create_archive([*parts, summary], filename=path, include_authinfos=False, call_calc_backward=False,
+                   call_work_backward=False)
+    data_counts = write_npz(npz, parts)
+    values = summary.get_dict()
+    manifest = read_manifest()
+    manifest.setdefault("glass_parts", {})[key] = {
+        "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path), "archive_bytes": path.stat().st_size,
+        "npz": str(npz.relative_to(DATA_DIR)), "npz_sha256": sha256(npz), "npz_bytes": npz.stat().st_size,
+        "target_pressure_gpa": values["target_pressure_gpa"], "summary_uuid": summary.uuid,
+        "md_trajectory_uuid": summary.creator.inputs.trajectory.uuid,
+        "compression_uuid": compression.uuid, "spectra_process_uuid": spectra.uuid,
+        "spectra_uuids": [part.uuid for part in parts], **data_counts,
+        "summary": {column: values.get(column) for column in (
+            "pressure_gpa", "pressure_std_gpa", "variable_cell_pressure_gpa", "temperature_mean_k", "density_g_cm3",
+            "ge_o_mean_angstrom", "cn_mean", "cn_histogram", "n_snapshots", "snapshot_stride", "n_equilibration")},
+        "costs": spectra_costs, "code": code_version(),
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    print(f"stage {key}: exported {len(parts)} snapshots to {path.name} ({path.stat().st_size / 1e6:.2f} MB) "
+          f"and {npz.name}", flush=True)
+
+
+def pressure_part(key: str):
+    """(snapshot XesSpectraData in order, summary Dict) of an archived pressure, imported when the profile
+    lacks it; None if the pressure has no archive."""
+    from aiida import orm
+    from aiida.tools.archive import import_archive
+
+    def found():
+        query = orm.QueryBuilder().append(orm.Data, filters={f"extras.{PART_EXTRA}": key}, project="*")
+        return query.all(flat=True)
+
+    nodes = found()
+    if not nodes and glass_part_archive(key).is_file():
+        print(f"stage {key}: importing {glass_part_archive(key).name}", flush=True)
+        import_archive(glass_part_archive(key))
+        nodes = found()
+    if not nodes:
+        return None
+    summaries = [node for node in nodes if isinstance(node, orm.Dict)]
+    parts = sorted((node for node in nodes if not isinstance(node, orm.Dict)),
+                   key=lambda node: node.base.extras.get(f"{PART_EXTRA}_index"))
+    return parts, summaries[0]
+
+
+def remaining_pressures(name: str, settings: dict) -> list:
+    """The ladder's pressures from the first one without an archived part on (the ladder runs in order)."""
+    pressures = list(settings["pressures"])
+    done = 0
+    while done < len(pressures) and glass_part_archive(pressure_part_key(name, pressures[done])).is_file():
+        done += 1
+    return pressures[done:]
+
+
+def continued_structure(name: str, settings: dict, pressure: float, builder):
+    """The structure a ladder continued at ``pressure`` starts from: the last MD frame of the archived pressure
+    before it, scaled towards ``pressure`` by ``rescale_to_pressure``, as xesml.compression does between two of
+    its own pressures (a secant bulk modulus through the two archived pressures before, when there are two)."""
+    from aiida import orm
+
+    from aiida_xesml.calculations.rescale_to_pressure import rescale_to_pressure
+    from aiida_xesml.workflows.compression import CompressionWorkChain
+
+    before = [p for p in settings["pressures"] if p < pressure][-2:]
+    trajectories = [pressure_part(pressure_part_key(name, p))[1].creator.inputs.trajectory for p in before]
+    summary = pressure_part(pressure_part_key(name, before[-1]))[1]
+    kwargs = {"previous_trajectory": trajectories[0]} if len(trajectories) == 2 else {}
+    bulk = builder.bulk_modulus_gpa if "bulk_modulus_gpa" in builder else \
+        CompressionWorkChain.spec().inputs["bulk_modulus_gpa"].default()
+    rescaled = rescale_to_pressure(
+        trajectory=trajectories[-1], n_equilibration=orm.Int(summary["n_equilibration"]),
+        target_pressure_gpa=orm.Float(pressure), bulk_modulus_gpa=bulk, **kwargs)
+    return rescaled["structure"]
 
 
 def md_spectra_builder(codes, snapshots, pressure: float):
@@ -456,7 +596,7 @@ def md_spectra_stages(name: str, compression, codes) -> list:
     for label, (pressure, snapshots) in sorted(finished_pressures(compression).items(), key=lambda item: item[1][0]):
         nodes.append(run_stage(f"{name}/md-spectra/{label}",
                                lambda snapshots=snapshots, pressure=pressure: md_spectra_builder(codes, snapshots, pressure),
-                               accept=(0, 410)))
+                               accept=SPECTRA_DONE))
     return nodes
 
 
@@ -561,6 +701,14 @@ def costs(spectra_nodes, compression) -> dict:
     }
 
 
+def ladder_table(ladder: dict) -> dict:
+    """The per-pressure summary table of a ladder kept in parts (xesml.compression's ``summary_table``, made by
+    the same calcfunction from the archived summaries)."""
+    from aiida_xesml.calculations.compression_table import compression_table
+
+    return compression_table(**{key.rsplit("/", 1)[1]: summary for key, (_, summary) in ladder.items()}).get_dict()
+
+
 def code_version() -> str:
     """The commit of the code the daemon ran (the COMMIT file of a frozen copy), else the package's path."""
     import aiida_xesml
@@ -586,8 +734,24 @@ def labels_of(config: dict) -> dict:
     return labels
 
 
-def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None):
+def ladder_parts(name: str, config: dict) -> dict:
+    """{pressure part key: (snapshot XesSpectraData, summary Dict)} of a ladder kept in parts, in pressure order;
+    raises SystemExit naming the first pressure without an archive."""
+    ladder = {}
+    for pressure in config["compression"]["pressures"]:
+        key = pressure_part_key(name, pressure)
+        part = pressure_part(key)
+        if part is None:
+            raise SystemExit(f"stage {name}/export: {key} has no archived part yet; run the script again")
+        ladder[key] = part
+    return ladder
+
+
+def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None, ladder=None):
     """Export the archive (provenance), write the .npz and the manifest entry.
+
+    ``ladder`` (from :func:`ladder_parts`) replaces ``spectra_nodes`` and ``compression`` for a ladder made in
+    parts over several sittings: its spectra, its per-pressure summaries and the costs the parts recorded.
 
     The archive holds each snapshot's XesSpectraData once, in the group ``xesml-reference/<name>``
     (extra ``xesml_reference_snapshot``: its index in the data set), with its data provenance:
@@ -601,7 +765,7 @@ def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None
     from aiida_xesml.ml.reference_data import reference_path, sha256
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    parts = snapshot_parts(spectra_nodes)
+    parts = snapshot_parts(spectra_nodes) if ladder is None else [part for nodes, _ in ladder.values() for part in nodes]
     archive, npz = reference_path(name, ".aiida", DATA_DIR), reference_path(name, ".npz", DATA_DIR)
     manifest = read_manifest()
     entry = manifest["datasets"].get(name, {})
@@ -632,11 +796,13 @@ def export_stage(name: str, config: dict, spectra_nodes, compression, glass=None
         "settings": {"spectrum_protocol": SPECTRUM_PROTOCOL, "spectrum_parameters": parts[0].parameters,
                      "crystals": config.get("crystals"), "glass": config.get("glass"),
                      "compression": config.get("compression"),
-                     "compression_overrides": COMPRESSION_OVERRIDES if compression is not None else None,
+                     "compression_overrides": COMPRESSION_OVERRIDES if "compression" in config else None,
                      "cn_cutoff_A": CN_CUTOFF},
-        "compression_summary": compression.outputs.summary_table.get_dict() if compression is not None else None,
+        "compression_summary": ladder_table(ladder) if ladder is not None
+        else compression.outputs.summary_table.get_dict() if compression is not None else None,
         "glass_summary": glass.outputs.summary.get_dict() if glass is not None else None,
-        "costs": costs(spectra_nodes, compression),
+        "costs": costs(spectra_nodes, compression) if ladder is None
+        else {key: manifest["glass_parts"][key]["costs"] for key in ladder},
         "code": code_version(),
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -665,7 +831,12 @@ def run(names):
         glass = glass_stage(name, config, codes) if "glass" in config else None
         compression = compression_stage(name, config, codes, glass) if "compression" in config else None
         md = md_spectra_stages(name, compression, codes) if compression is not None else []
-        export_stage(name, config, [*crystals, *md], compression, glass)
+        if config.get("compression", {}).get("from_glass"):  # a ladder kept in parts: the data set is made of them
+            if compression is not None:
+                export_pressure_parts(name, compression)
+            export_stage(name, config, [], None, glass, ladder=ladder_parts(name, config))
+        else:
+            export_stage(name, config, [*crystals, *md], compression, glass)
 
 
 def status(names):

@@ -227,3 +227,49 @@ def test_a_whole_glass_imports_with_the_density_and_coordination_its_manifest_st
     assert glass.outputs.quenched_structure.get_cell_volume() != pytest.approx(atoms.cell.volume, rel=1e-3)
     (relax,) = glass.base.links.get_outgoing(link_label_filter="relax").all_nodes()
     assert relax.process_label == "PwRelaxWorkChain" and relax.inputs.structure.uuid == start.uuid
+
+
+def pressure_parts() -> list[str]:
+    """The glass parts that are the site spectra of one pressure of the ladder."""
+    return sorted(key for key, entry in glass_parts().items() if "target_pressure_gpa" in entry)
+
+
+@pytest.mark.parametrize("key", pressure_parts())
+def test_a_pressure_part_holds_its_spectra_and_the_md_a_ladder_continues_from(aiida_profile, key):
+    """One pressure of the glass ladder, archived by the campaign when its spectra finished: the checksums, the
+    archive's spectra against the .npz row by row, the summary's CN recomputed from the snapshots, and the MD
+    trajectory behind the summary, which `rescale_to_pressure` (what a later sitting continues the ladder with)
+    scales to a smaller volume for a pressure 10 GPa higher."""
+    from aiida import orm
+    from aiida.tools.archive import import_archive
+
+    from aiida_xesml.calculations.rescale_to_pressure import rescale_to_pressure
+
+    entry = glass_parts()[key]
+    for kind in ("archive", "npz"):
+        path = DATA_DIR / entry[kind]
+        assert path.stat().st_size == entry[f"{kind}_bytes"] and sha256(path) == entry[f"{kind}_sha256"]
+    import_archive(DATA_DIR / entry["archive"])
+    parts = [orm.load_node(uuid) for uuid in entry["spectra_uuids"]]
+    assert [part.base.extras.get("xesml_reference_part_index") for part in parts] == list(range(len(parts)))
+    data = load_reference_npz(DATA_DIR / entry["npz"])
+    assert data.n_snapshots == len(parts) == entry["summary"]["n_snapshots"]
+    for index, part in enumerate(parts):
+        rows = np.flatnonzero(data.snapshot_index == index)
+        np.testing.assert_array_equal(data.site_index[rows], part.site_index)
+        np.testing.assert_allclose(data.intensity[rows], part.intensity, rtol=0, atol=0)
+        assert np.all(part.row_labels == entry["target_pressure_gpa"])
+    summary = orm.load_node(entry["summary_uuid"])
+    assert summary["target_pressure_gpa"] == entry["target_pressure_gpa"]
+    cn = np.concatenate([coordination_numbers(atoms, 2.3) for atoms in data.structures()])
+    assert summary["cn_mean"] == pytest.approx(cn.mean(), abs=1e-12)
+    assert entry["summary"]["cn_mean"] == pytest.approx(summary["cn_mean"], abs=1e-12)
+    trajectory = summary.creator.inputs.trajectory
+    assert trajectory.uuid == entry["md_trajectory_uuid"] and trajectory.numsteps > summary["n_equilibration"]
+    rescaled = rescale_to_pressure(trajectory=trajectory, n_equilibration=orm.Int(summary["n_equilibration"]),
+                                   target_pressure_gpa=orm.Float(entry["target_pressure_gpa"] + 10.0),
+                                   bulk_modulus_gpa=orm.Float(40.0))
+    correction = rescaled["correction"].get_dict()
+    assert correction["measured_pressure_gpa"] == pytest.approx(summary["pressure_gpa"], abs=1e-9)
+    assert correction["volume_after_a3"] < correction["volume_before_a3"]
+    assert rescaled["structure"].get_cell_volume() == pytest.approx(correction["volume_after_a3"], rel=1e-9)
