@@ -388,31 +388,37 @@ def glass_stage(name: str, config: dict, codes):
     return node
 
 
-def compression_stage(name: str, config: dict, codes, glass=None):
+def compression_builder(name: str, config: dict, codes, glass=None):
+    """The xesml.compression of a data set; a ladder kept in parts continues from its archived pressures."""
     from aiida import orm
 
     from aiida_xesml.workflows.compression import CompressionWorkChain
 
     settings = config["compression"]
+    pressures = remaining_pressures(name, settings) if settings.get("from_glass") else settings["pressures"]
+    if settings.get("from_glass"):
+        structure = glass.outputs.structure
+    else:
+        structure = orm.StructureData(ase=compression_start(settings))
+        structure.label = f"{name}/compression-start"
+    overrides = {**COMPRESSION_OVERRIDES, "nstep_production": settings["nstep_production"],
+                 "snapshot_stride": settings["snapshot_stride"]}
+    if "temperature_k" in settings:
+        overrides["temperature_k"] = settings["temperature_k"]
+    builder = CompressionWorkChain.get_builder_from_protocol(
+        codes["pw"], structure, pressures, protocol="balanced", overrides=overrides, options=TWO_PROCESSES)
+    if pressures != settings["pressures"]:
+        builder.structure = continued_structure(name, settings, pressures[0], builder)
+        print(f"  continuing the ladder at {pressures[0]:g} GPa from the archived parts", flush=True)
+    return builder
+
+
+def compression_stage(name: str, config: dict, codes, glass=None):
+    settings = config["compression"]
     keeps_parts = bool(settings.get("from_glass"))  # the glass ladder is longer than a sitting
 
     def build():
-        pressures = remaining_pressures(name, settings) if keeps_parts else settings["pressures"]
-        if settings.get("from_glass"):
-            structure = glass.outputs.structure
-        else:
-            structure = orm.StructureData(ase=compression_start(settings))
-            structure.label = f"{name}/compression-start"
-        overrides = {**COMPRESSION_OVERRIDES, "nstep_production": settings["nstep_production"],
-                     "snapshot_stride": settings["snapshot_stride"]}
-        if "temperature_k" in settings:
-            overrides["temperature_k"] = settings["temperature_k"]
-        builder = CompressionWorkChain.get_builder_from_protocol(
-            codes["pw"], structure, pressures, protocol="balanced", overrides=overrides, options=TWO_PROCESSES)
-        if pressures != settings["pressures"]:
-            builder.structure = continued_structure(name, settings, pressures[0], builder)
-            print(f"  continuing the ladder at {pressures[0]:g} GPa from the archived parts", flush=True)
-        return builder
+        return compression_builder(name, config, codes, glass)
 
     def on_poll(compression):
         submit_finished_pressures(name, compression, codes)
