@@ -79,10 +79,13 @@ def synthetic_sets(seed: int = 0) -> tuple[dict, dict]:
     return make(seed * 1000, 36), make(seed * 1000 + 500, 24)
 
 
-def reference_set(name: str) -> dict:
-    """A reference data set (a name in examples/data, or a path to an .npz) in this script's layout."""
+def reference_set(name) -> dict:
+    """A reference data set (a name in examples/data, or a path to an .npz) in this script's layout; a dict in
+    that layout is returned as it is."""
     from aiida_xesml.ml.reference_data import load_reference_npz, reference_path
 
+    if isinstance(name, dict):
+        return name
     data = load_reference_npz(name if name.endswith(".npz") else reference_path(name))
     return {"structures": data.structures(), "energy": data.energy_ev, "intensity": data.intensity,
             "snapshot": data.snapshot_index, "site": data.site_index, "label": data.label}
@@ -96,7 +99,8 @@ def combined_set(names: list[str]) -> dict:
     parts = [reference_set(name) for name in names]
     for name, part in zip(names[1:], parts[1:]):
         if not np.array_equal(part["energy"], parts[0]["energy"]):
-            raise SystemExit(f"{name}: its spectra are on another energy grid than {names[0]}'s")
+            raise SystemExit(f"{name if isinstance(name, str) else 'the split'}: its spectra are on another energy "
+                             f"grid than {names[0]}'s")
     offsets = np.cumsum([0] + [len(part["structures"]) for part in parts[:-1]])
     return {"structures": [atoms for part in parts for atoms in part["structures"]], "energy": parts[0]["energy"],
             "intensity": np.vstack([part["intensity"] for part in parts]),
@@ -188,7 +192,8 @@ def main(argv=None) -> int:
     parser.add_argument("--holdout-fraction", type=float, default=0.3,
                         help="with --npz: the fraction of every label's snapshots held out (default 0.3)")
     parser.add_argument("--train", action="append", help="training data set (repeatable; a name in examples/data or "
-                                                         "an .npz; default crystalline-rattled + compressed-md)")
+                                                         "an .npz; default crystalline-rattled + compressed-md; with "
+                                                         "--npz: added to the split's training part)")
     parser.add_argument("--holdout", action="append", help="data set the mixtures are drawn from (repeatable; same "
                                                            "spectrum settings; default crystalline-holdout + "
                                                            "compressed-md-holdout)")
@@ -212,6 +217,9 @@ def main(argv=None) -> int:
     elif args.npz:
         train_data, holdout_data = split_by_snapshot(reference_set(args.npz), args.holdout_fraction, args.seed)
         source = f"real QE spectra of {args.npz}, {args.holdout_fraction:.0%} of each label's snapshots held out"
+        if args.train:  # more training data beside the split's training part
+            train_data = combined_set([*args.train, train_data])
+            source += f", training also on {' + '.join(args.train)}"
     else:
         train_names = args.train or ["crystalline-rattled", "compressed-md"]
         holdout_names = args.holdout or ["crystalline-holdout", "compressed-md-holdout"]
