@@ -309,22 +309,30 @@ def archive_glass_part(key: str, node, fields: dict, **archive_options):
     """
     from aiida.tools.archive import create_archive
 
-    from aiida_xesml.ml.reference_data import sha256
 
     wall_seconds = (node.mtime - node.ctime).total_seconds()
     node.base.extras.set(STAGE_EXTRA, key)
     path = glass_part_archive(key)
     PART_DIR.mkdir(parents=True, exist_ok=True)
     create_archive([node], filename=path, include_authinfos=False, **archive_options)
+    record_glass_part(key, {"archive": path}, {"process_uuid": node.uuid, **fields, "wall_seconds": wall_seconds})
+    print(f"stage {key}: exported <{node.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
+
+
+def record_glass_part(key: str, files: dict, fields: dict) -> None:
+    """Write the manifest entry of glass part ``key``: each of ``files`` ({kind: path}) with its path relative to
+    examples/data, SHA-256 and size (``<kind>``, ``<kind>_sha256``, ``<kind>_bytes``), then ``fields``, the code and
+    the time of the export."""
+    from aiida_xesml.ml.reference_data import sha256
+
+    entry = {}
+    for kind, path in files.items():
+        entry.update({kind: str(path.relative_to(DATA_DIR)), f"{kind}_sha256": sha256(path),
+                      f"{kind}_bytes": path.stat().st_size})
     manifest = read_manifest()
     manifest.setdefault("glass_parts", {})[key] = {
-        "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path),
-        "archive_bytes": path.stat().st_size, "process_uuid": node.uuid, **fields,
-        "wall_seconds": wall_seconds, "code": code_version(),
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        **entry, **fields, "code": code_version(), "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
-    print(f"stage {key}: exported <{node.pk}> to {path} ({path.stat().st_size / 1e6:.2f} MB)", flush=True)
 
 
 def interrupted_relax(glass, quench):
@@ -485,7 +493,6 @@ def export_pressure_part(key: str, spectra, summary, compression) -> None:
     """
     from aiida.tools.archive import create_archive
 
-    from aiida_xesml.ml.reference_data import sha256
 
     parts = snapshot_parts([spectra])
     spectra_costs = costs([spectra], None)
@@ -500,10 +507,7 @@ def export_pressure_part(key: str, spectra, summary, compression) -> None:
                    call_work_backward=False)
     data_counts = write_npz(npz, parts)
     values = summary.get_dict()
-    manifest = read_manifest()
-    manifest.setdefault("glass_parts", {})[key] = {
-        "archive": str(path.relative_to(DATA_DIR)), "archive_sha256": sha256(path), "archive_bytes": path.stat().st_size,
-        "npz": str(npz.relative_to(DATA_DIR)), "npz_sha256": sha256(npz), "npz_bytes": npz.stat().st_size,
+    record_glass_part(key, {"archive": path, "npz": npz}, {
         "target_pressure_gpa": values["target_pressure_gpa"], "summary_uuid": summary.uuid,
         "md_trajectory_uuid": summary.creator.inputs.trajectory.uuid,
         "compression_uuid": compression.uuid, "spectra_process_uuid": spectra.uuid,
@@ -511,10 +515,7 @@ def export_pressure_part(key: str, spectra, summary, compression) -> None:
         "summary": {column: values.get(column) for column in (
             "pressure_gpa", "pressure_std_gpa", "variable_cell_pressure_gpa", "temperature_mean_k", "density_g_cm3",
             "ge_o_mean_angstrom", "cn_mean", "cn_histogram", "n_snapshots", "snapshot_stride", "n_equilibration")},
-        "costs": spectra_costs, "code": code_version(),
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    MANIFEST.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+        "costs": spectra_costs})
     print(f"stage {key}: exported {len(parts)} snapshots to {path.name} ({path.stat().st_size / 1e6:.2f} MB) "
           f"and {npz.name}", flush=True)
 
@@ -561,8 +562,9 @@ def continued_structure(name: str, settings: dict, pressure: float, builder):
     from aiida_xesml.workflows.compression import CompressionWorkChain
 
     before = [p for p in settings["pressures"] if p < pressure][-2:]
-    trajectories = [pressure_part(pressure_part_key(name, p))[1].creator.inputs.trajectory for p in before]
-    summary = pressure_part(pressure_part_key(name, before[-1]))[1]
+    summaries = [pressure_part(pressure_part_key(name, p))[1] for p in before]
+    trajectories = [summary.creator.inputs.trajectory for summary in summaries]
+    summary = summaries[-1]
     kwargs = {"previous_trajectory": trajectories[0]} if len(trajectories) == 2 else {}
     bulk = builder.bulk_modulus_gpa if "bulk_modulus_gpa" in builder else \
         CompressionWorkChain.spec().inputs["bulk_modulus_gpa"].default()

@@ -19,6 +19,7 @@ from aiida_xesml.ml.moments import check_windows, moment_names, shift_free_trans
 from aiida_xesml.ml.reconstruct import (
     CN_CUTOFF,
     CN_WIDTH,
+    RANGE_KEYS,
     RECONSTRUCTION_METHODS,
     inverse_weights,
     reconstruct_ensemble,
@@ -40,8 +41,8 @@ FORMAT_VERSION = 2
 #: Structure quantities reported (value and spread): array name -> key of ml.reconstruct.STRUCTURE_KEYS.
 QUANTITIES = {"cn": "cn_fractional", "cn_count": "cn", "first_shell_mean_angstrom": "first_shell_mean_angstrom",
               "distances_angstrom": "distances_angstrom"}
-#: Quantities with a range over every matching population (array ``<name>_range``).
-RANGES = {"cn": "cn_fractional", "first_shell_mean_angstrom": "first_shell_mean_angstrom"}
+#: Quantities with a range over every matching population (array ``<name>_range``): those of ml's RANGE_KEYS.
+RANGES = {name: key for name, key in QUANTITIES.items() if key in RANGE_KEYS}
 
 
 def reconstruction_settings(parameters: dict) -> dict:
@@ -246,9 +247,8 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
         for name, key in QUANTITIES.items():
             arrays[name] = result["value"][key]
             arrays[f"{name}_spread"] = result["spread"][key]
-        for name, key in RANGES.items():
-            if "range" in result:
-                arrays[f"{name}_range"] = result["range"][key]
+        if "range" in result:
+            arrays.update({f"{name}_range": result["range"][key] for name, key in RANGES.items()})
         if "effective_sites" in result:
             arrays["effective_sites"] = result["effective_sites"].mean(axis=0)
         if "scores" in result:
