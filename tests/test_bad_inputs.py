@@ -487,6 +487,9 @@ CASES = [
     Case("reconstruct-range-tolerance-zero", "calcfunction",
          lambda e: _calc("reconstruct")(e["eca_node"], e["spectra"], orm.Dict({"n_atoms": 4, "range_tolerance": 0})),
          ValueError, r"`parameters\['range_tolerance'\]` must be a positive number; got 0"),
+    Case("reconstruct-linear-without-dataset", "calcfunction",
+         lambda e: _calc("reconstruct")(e["eca_node"], e["spectra"], orm.Dict({"n_atoms": 4, "method": "linear"})),
+         ValueError, r"method 'linear' is fitted on the training sites' moments: give the `dataset`"),
     Case("reconstruct-eca-is-spectra", "calcfunction",
          lambda e: _calc("reconstruct")(e["spectra"], e["spectra"], orm.Dict({"n_atoms": 4})),
          ValueError, r"input `eca` is a XesSpectraData \(pk \d+\), not a XesEcaData"),
@@ -738,7 +741,7 @@ def test_bad_input(env, case):
 
 
 #: The size of the table: a case lost in an edit (or added) must show here.
-N_CASES = 110
+N_CASES = 111
 
 
 def test_the_table_has_its_109_cases_across_every_surface():

@@ -29,10 +29,13 @@ from aiida_xesml.ml.validation import check_integer, check_known_keys, check_n_a
 
 #: Moment orders each method matches by default: the population inverse matches all four (a mixture's
 #: M2 and M3 hold the spread between its sites); one point in score space can only hold M0 and M1.
-DEFAULT_ORDERS = {"population": [0, 1, 2, 3], "single_point": [0, 1]}
+DEFAULT_ORDERS = {"population": [0, 1, 2, 3], "single_point": [0, 1], "linear": [0, 1, 2, 3]}
 DEFAULT_RECONSTRUCTION = {"method": "population", "ensemble_mean": True, "n_atoms": 20,
                           "cutoff_angstrom": CN_CUTOFF, "width_angstrom": CN_WIDTH, "n_starts": 4,
                           "moment_orders": None, "prior": 1e-3, "held_out": True, "range_tolerance": 0.1}
+#: What the ± of each method is a standard deviation over.
+SPREAD_SOURCE = {"population": "the emulator ensemble's members", "single_point": "the emulator ensemble's members",
+                 "linear": "readouts fitted on bootstrap resamples of the training snapshots (as many as emulators)"}
 #: The keys ``reconstruct``'s ``parameters`` may have: the defaults' and ``windows``.
 RECONSTRUCTION_KEYS = (*DEFAULT_RECONSTRUCTION, "windows")
 #: Version of the reconstruction node's layout: 2 has the smooth CN as ``cn`` with ``*_spread`` arrays
@@ -118,7 +121,9 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
 
     ``parameters``: ``method`` ('population', the default: weights over the data set's training sites whose
     emulated mixture moments match the target's, the structure their weighted mean; 'single_point': the
-    published inverse, one point in ECA score space read as a pseudo-Coulomb matrix), ``ensemble_mean``
+    published inverse, one point in ECA score space read as a pseudo-Coulomb matrix; 'linear': a ridge readout of
+    each structure value from the moment integrands of the data set's training sites, exact for mixtures, no
+    emulator, its ± over bootstrap resamples of the training snapshots), ``ensemble_mean``
     (True: one target per label, the moments of the label's mean spectrum; False: every spectrum row),
     ``held_out`` (True: also one target per label from the held-out rows of ``split`` only, whose sites the
     emulator and the population never saw), ``windows`` (eV), ``n_atoms`` (N of the descriptor),
@@ -128,7 +133,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     ('population' on moments: the CN and first-shell range over every population matching the target within
     this tolerance, in units of the training sites' spread of each moment integrand; None: no range).
 
-    ``dataset`` (the training data) is required by 'population' and gives the true ensemble means per label;
+    ``dataset`` (the training data) is required by 'population' and 'linear' and gives the true ensemble means per label;
     ``emulator`` (EmulatorData) gives the ensemble (default: the ECA's emulator alone, no error bar);
     ``split`` (train_emulator's) chooses the training rows (the population) and the held-out rows.
     Instead of ``spectra``, ``targets`` (from the measured_targets calcfunction) gives the shift-free targets
@@ -173,6 +178,9 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     if method == "population" and dataset is None:
         raise ValueError("method 'population' reweights the training sites: give the `dataset` the ECA was fitted on "
                          "(or choose method 'single_point')")
+    if method == "linear" and dataset is None:
+        raise ValueError("method 'linear' is fitted on the training sites' moments: give the `dataset` the ECA was fitted "
+                         "on (or choose method 'single_point')")
     columns = emulator.feature_columns if emulator is not None else eca.feature_columns
     if dataset is not None and dataset.n_features != full:
         raise ValueError(f"`dataset` has {dataset.n_features} descriptor columns, but `parameters['n_atoms']` = "
@@ -184,10 +192,12 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     names = eca.target_names or moment_names(windows)
     metrics = emulator.metrics if emulator is not None else {"r2": eca.target_r2}
     weights, weighting = _target_weights(names, metrics.get("r2"), settings["moment_orders"])
+    if method == "linear":  # the readout uses every moment integrand, fitted on the computed site moments
+        weighting = "none: method 'linear' matches no moments"
     transform = None
     if targets is not None:
         target_set = targets.base.attributes.get("target_set", None)
-        if target_set != "shift_free" or method != "population":
+        if target_set != "shift_free" or method != "population":  # 'linear' too: shift-free targets are not linear
             raise ValueError(f"`targets` of set {target_set!r} need method 'population' and shift-free targets (from "
                              "measured_targets); reconstruct spectra on the calculations' axis through `spectra`")
         transform = shift_free_transform
@@ -207,6 +217,12 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
             inputs.update(X=x_train, structure={key: truth_table[key][train] for key in QUANTITIES.values()},
                           residual_variance=_residual_variance(names, metrics.get("rmse"), windows),
                           range_tolerance=settings["range_tolerance"])
+        elif method == "linear":
+            if dataset.moments.shape[1] != len(names):
+                raise ValueError(f"`dataset` holds {dataset.moments.shape[1]} moments per site, but the windows give "
+                                 f"{len(names)}; use the windows it was computed with")
+            inputs.update(site_moments=dataset.moments[train], groups=dataset.snapshot_index[train],
+                          structure={key: truth_table[key][train] for key in QUANTITIES.values()})
     if method == "single_point":
         inputs["fill"] = None if columns is None else (X[train].mean(axis=0) if dataset is not None else eca.descriptor_mean)
         if columns is not None and inputs["fill"] is None:
@@ -239,9 +255,10 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
     summary_rows = {}
     for prefix, (rows, (labels, counts, wanted)) in subsets.items():
         result = reconstruct_ensemble(members, wanted, **inputs)
-        arrays = {"label": labels, "n_spectra": counts, "target_moments" if transform is None else "targets": wanted,
-                  "fitted_moments": result["fitted_moments"].mean(axis=0),
-                  "inverse_loss": result["inverse_loss"].mean(axis=0)}
+        arrays = {"label": labels, "n_spectra": counts, "target_moments" if transform is None else "targets": wanted}
+        if "fitted_moments" in result:  # 'linear' fits no moments
+            arrays.update(fitted_moments=result["fitted_moments"].mean(axis=0),
+                          inverse_loss=result["inverse_loss"].mean(axis=0))
         if transform is not None:
             arrays["fitted_targets"] = transform(arrays["fitted_moments"])[0]
         for name, key in QUANTITIES.items():
@@ -273,7 +290,7 @@ def reconstruct(eca: orm.ArrayData, spectra: orm.ArrayData | None = None, parame
         "method": method, "ensemble_mean": bool(settings["ensemble_mean"]), "n_members": len(members),
         "cutoff_angstrom": settings["cutoff_angstrom"], "width_angstrom": settings["width_angstrom"],
         "note": ("CN: the smooth count of O (cosine switch, cutoff ± width Å), the same function for the truth; "
-                 "± is the standard deviation over the emulator ensemble's members; distances in Å from the emitting Ge "
+                 f"± is the standard deviation over {SPREAD_SOURCE[method]}; distances in Å from the emitting Ge "
                  "(first 8 slots); held_out_rows: targets made of held-out snapshots only"),
     })
     return {"reconstruction": node, "summary": summary}

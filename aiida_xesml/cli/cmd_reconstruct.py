@@ -56,9 +56,12 @@ def training_spectra(dataset):
 @click.option("--moment-orders", default="0,1", show_default=True,
               help="With --reference-ev: the moments the inverse matches (comma-separated). M0 depends on the "
                    "intensity scale: use 1 alone unless the file is in the calculations' units (states/eV).")
-@click.option("--method", type=click.Choice(["population", "single_point"]), default="population", show_default=True,
+@click.option("--method", type=click.Choice(["population", "single_point", "linear"]), default="population",
+              show_default=True,
               help="population: weights over the ECA's training sites whose mixture moments match the spectrum's; "
-                   "single_point: the published inverse, one point in ECA score space (needs --reference-ev).")
+                   "single_point: the published inverse, one point in ECA score space; linear: a ridge readout of the "
+                   "moments fitted on the training sites' computed moments (no emulator). The last two need "
+                   "--reference-ev.")
 @click.option("--noise", type=float, default=None, metavar="SIGMA",
               help="Standard deviation of the intensity per point, in the file's unit (default: estimated from the "
                    "data); sets the error bars of the measured targets.")
@@ -93,7 +96,7 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     if noise is not None and not (np.isfinite(noise) and noise >= 0):
         raise click.ClickException(f"--noise must be a standard deviation >= 0; got {noise}")
     if reference_ev is None and method != "population":
-        raise click.ClickException("--method single_point matches the moments themselves: give --reference-ev, or use "
+        raise click.ClickException(f"--method {method} reads the moments themselves: give --reference-ev, or use "
                                    "the default population method with shift-free targets")
     try:
         energy, intensity, content = read_spectrum_file(spectrum_file)
@@ -125,8 +128,9 @@ def cmd_reconstruct(ctx, spectrum_file, eca_pk, reference_ev, label, moment_orde
     # the file against the grid first (with a reference energy), then what the method needs from the provenance
     dry_run = None if reference_ev is None else _check_measured(energy, intensity, reference_ev, windows, None, noise)
     known = training_inputs(eca)
-    if method == "population" and "dataset" not in known:
-        raise click.ClickException(f"XesEcaData {eca.pk} has no data set in its provenance to reweight; use "
+    method_needs = {"population": "reweight", "linear": "fit the linear readout on"}
+    if method in ("population", "linear") and "dataset" not in known:
+        raise click.ClickException(f"XesEcaData {eca.pk} has no data set in its provenance to {method_needs[method]}; use "
                                    "--method single_point with --reference-ev, or an ECA made by xesml.analysis or fit_eca")
     calculated = training_spectra(known["dataset"]) if reference_ev is None else None
     if reference_ev is None:
@@ -235,7 +239,8 @@ def _report(spectrum_file, xy, energy, reference_ev, windows, dry_run, outputs, 
     values = read_reconstruction(result)
     n_members = result.base.attributes.get("settings", {}).get("n_members", 1)
     slot_z = result.base.attributes.get("slot_z")
-    click.echo(f"Reconstructed neighbours of the emitting Ge (Å, ± over {n_members} emulators, {method}):")
+    members = f"{n_members} bootstrap readouts" if method == "linear" else f"{n_members} emulators"
+    click.echo(f"Reconstructed neighbours of the emitting Ge (Å, ± over {members}, {method}):")
     for index, (distance, spread) in enumerate(zip(values["distances_angstrom"][0][:8],
                                                     values["distances_angstrom_spread"][0][:8]), start=1):
         symbol = chemical_symbols[int(slot_z[index - 1])] if slot_z else "slot"

@@ -50,7 +50,8 @@ from .validation import as_finite_array, check_integer, check_matching_rows
 #: above it says "do not trust"; a loss below it does not prove the reading.
 MISFIT_WARNING = 0.5
 
-__all__ = ["MISFIT_WARNING", "mixture_moments", "LinearMixtureReadout", "PopulationInverse", "score_distribution"]
+__all__ = ["MISFIT_WARNING", "mixture_moments", "LinearMixtureReadout", "PopulationInverse", "bootstrap_rows",
+           "score_distribution"]
 
 # Floors for predicted site moments that a regression can push to unphysical values.
 _M0_FLOOR = 1e-6
@@ -380,12 +381,16 @@ class LinearMixtureReadout:
     ``a_1 = M0 δ``, ``a_2 = M0 (M2² + δ²)``, ``a_3``; module docstring), fitted on training sites. Because the
     integrands of a mean spectrum are the means of its sites' integrands, the readout of a mean spectrum is
     exactly the mean of its sites' readouts: the mixture step adds no error, and no emulator is involved. What it
-    cannot do is read what the site moments do not hold linearly.
+    cannot do is read what the site moments do not hold linearly. Its other limit is regression dilution: a site's
+    value that its moments do not determine is read towards the training mean, so a selection of sites by that
+    value (e.g. by CN) reads less extreme than it is; ensembles that differ in structure as a whole (pressures) do not
+    suffer from this (docs/topics/reconstruction.md).
 
-    :param alphas: ridge penalties tried by leave-one-out CV (scikit-learn's ``RidgeCV``).
+    :param alphas: ridge penalties tried by leave-one-out CV (scikit-learn's ``RidgeCV``), per output column.
 
     Fitted attributes: ``center_`` (W,) eV, the training sites' mean M1 per window; ``mean_`` and ``scale_``
-    (4W,) of the integrands; ``model_`` (the fitted ``RidgeCV``); ``n_sites_``.
+    (4W,) of the integrands; ``models_`` (one fitted ``RidgeCV`` per output column, None for a column with fewer
+    than 2 finite values); ``n_sites_``.
     """
 
     def __init__(self, alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)):
@@ -395,31 +400,63 @@ class LinearMixtureReadout:
         return _site_sums(_split_windows(moments, name), self.center_).reshape(len(np.atleast_2d(moments)), -1)
 
     def fit(self, site_moments, values):
-        """``site_moments`` (n, 4W) of the training sites (their computed moments), ``values`` (n,) per site."""
+        """``site_moments`` (n, 4W) of the training sites (their computed moments); ``values`` (n,) or (n, k) per
+        site, NaN where a site has no value (each column is fitted on its sites with a value)."""
         from sklearn.linear_model import RidgeCV
 
         site = _split_windows(site_moments, "site_moments")
-        values = as_finite_array(values, "values", ndim=1)
+        values = np.asarray(values, dtype=float)
+        if values.ndim not in (1, 2) or np.any(np.isinf(values)):
+            raise ValueError(f"`values` must be a 1-D or 2-D array of finite numbers or NaN; got shape {values.shape}")
         check_matching_rows(site.reshape(len(site), -1), "site_moments", values, "values")
         self.center_ = site[..., 1].mean(axis=0)
         sums = self._integrands(site.reshape(len(site), -1), "site_moments")
         self.mean_ = sums.mean(axis=0)
         self.scale_ = np.where(sums.std(axis=0) > 0, sums.std(axis=0), 1.0)
-        self.model_ = RidgeCV(alphas=self.alphas).fit((sums - self.mean_) / self.scale_, values)
+        features = (sums - self.mean_) / self.scale_
+        self._single = values.ndim == 1
+        columns = values.reshape(len(values), -1)
+        self.models_ = []
+        for column in columns.T:
+            finite = np.isfinite(column)
+            self.models_.append(RidgeCV(alphas=self.alphas).fit(features[finite], column[finite])
+                                if finite.sum() >= 2 else None)
         self.n_sites_ = len(values)
         return self
 
     def predict(self, moments, residual_variance=None) -> np.ndarray:
-        """(n,) values read from mean-spectrum (or site) ``moments`` (n, 4W); ``residual_variance`` (W,) eV² is
-        taken off M2² as in :class:`PopulationInverse` (0 for moments of real spectra read by real-site fits)."""
-        if not hasattr(self, "model_"):
+        """(n,) or (n, k) values read from mean-spectrum (or site) ``moments`` (n, 4W); ``residual_variance`` (W,) eV²
+        is taken off M2² as in :class:`PopulationInverse` (0 for moments of real spectra read by real-site fits)."""
+        if not hasattr(self, "models_"):
             raise ValueError("this LinearMixtureReadout is not fitted yet; call fit(site_moments, values) first")
         target = _split_windows(moments, "moments")
         if target.shape[1] != len(self.center_):
             raise ValueError(f"`moments` has {target.shape[1] * 4} columns; the readout was fitted on "
                              f"{len(self.center_) * 4}")
         sums = _target_sums(target, self.center_, _residual_variance(residual_variance, target.shape[1]))
-        return self.model_.predict((sums.reshape(len(target), -1) - self.mean_) / self.scale_)
+        features = (sums.reshape(len(target), -1) - self.mean_) / self.scale_
+        out = np.column_stack([model.predict(features) if model is not None else np.full(len(target), np.nan)
+                               for model in self.models_])
+        return out[:, 0] if self._single else out
+
+
+def bootstrap_rows(n_rows: int, n_members: int, groups=None, random_state: int | None = 0) -> list[np.ndarray]:
+    """Row indices of ``n_members`` training sets: all rows first, then resamples of whole groups with replacement.
+
+    :param groups: (n_rows,) group of each row (e.g. its snapshot): sites of one snapshot are correlated, so they are
+        drawn together; None: every row its own group.
+    """
+    check_integer(n_members, "n_members", minimum=1)
+    groups = np.arange(n_rows) if groups is None else np.asarray(groups)
+    if groups.shape != (n_rows,):
+        raise ValueError(f"`groups` must hold one group per row ({n_rows}); got shape {groups.shape}")
+    rng = np.random.default_rng(random_state)
+    unique = np.unique(groups)
+    by_group = {g: np.flatnonzero(groups == g) for g in unique}
+    rows = [np.arange(n_rows)]
+    for _ in range(n_members - 1):
+        rows.append(np.concatenate([by_group[g] for g in rng.choice(unique, size=len(unique), replace=True)]))
+    return rows
 
 
 def score_distribution(eca, X, weights) -> dict:

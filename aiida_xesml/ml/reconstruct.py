@@ -312,8 +312,9 @@ def _full_descriptor(features, n_atoms, feature_columns, fill):
     return full
 
 
-#: Reconstruction methods: the population (mixture) inverse, and the published single-point inverse.
-RECONSTRUCTION_METHODS = ("population", "single_point")
+#: Reconstruction methods: the population (mixture) inverse, the published single-point inverse, and the linear
+#: readout of the moment integrands (:class:`~aiida_xesml.ml.mixture.LinearMixtureReadout`, no emulator).
+RECONSTRUCTION_METHODS = ("population", "single_point", "linear")
 #: Structure quantities a reconstruction reports (the keys of :func:`analyze_coulomb` it averages).
 STRUCTURE_KEYS = ("cn_fractional", "cn", "first_shell_mean_angstrom", "distances_angstrom")
 #: The per-site scalars that the population inverse can bound (``range_tolerance``).
@@ -323,7 +324,8 @@ RANGE_KEYS = ("cn_fractional", "first_shell_mean_angstrom")
 def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, structure=None, ecas=None,
                          n_atoms: int | None = None, target_weights=None, residual_variance=None, prior: float = 1e-3,
                          n_starts: int = 4, feature_columns=None, fill=None, analysis_options=None,
-                         transform=None, range_tolerance: float | None = None, verbose: bool = False) -> dict:
+                         transform=None, range_tolerance: float | None = None, site_moments=None, groups=None,
+                         random_state: int | None = 0, verbose: bool = False) -> dict:
     """Structure from target moments ``Y`` with every emulator of an ensemble: value ± spread.
 
     :param members: fitted emulators (the ensemble; one member gives a zero spread).
@@ -332,10 +334,13 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         over the training sites ``X`` whose mixture moments match Y, structure = the weighted mean of
         their true ``structure``) or 'single_point' (the published inverse: one point in ECA score space
         per target through ``ecas[i]``, expanded into a pseudo-Coulomb matrix and read with
-        :func:`analyze_coulomb`).
+        :func:`analyze_coulomb`) or 'linear' (:class:`~aiida_xesml.ml.mixture.LinearMixtureReadout`: a ridge
+        readout of each structure value from the training sites' computed ``site_moments``; the emulators are not
+        used, only their number: member 0 is fitted on every training site, the others on bootstrap resamples of
+        the ``groups``, so the spread is the readout's sampling uncertainty).
     :param X: (n_train, d) training descriptors in the emulators' input units ('population').
     :param structure: per-site true structure of the training rows ('population'), a dict with the
-        :data:`STRUCTURE_KEYS` (e.g. from :func:`site_structure`).
+        :data:`STRUCTURE_KEYS` (e.g. from :func:`site_structure`); 'linear' too.
     :param ecas: one fitted ECA per member ('single_point').
     :param n_atoms: descriptor size N ('single_point').
     :param target_weights: (m,) per-target weights of the mismatch (e.g. held-out R² clipped to [0, 1]).
@@ -350,12 +355,15 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         the targets within this tolerance (:meth:`~aiida_xesml.ml.mixture.PopulationInverse.structure_ranges`, in
         units of the training sites' spread of each moment integrand); the result then has ``range``: {key: (n, 2)},
         the lowest and highest value over all members (NaN where no member's population can match).
+    :param site_moments: (n_train, m) the training sites' computed moments ('linear'), rows as ``structure``'s.
+    :param groups: (n_train,) group of each training site for the bootstrap ('linear'; e.g. the snapshot index).
+    :param random_state: seed of the bootstrap ('linear').
     :returns: ``value`` and ``spread`` (dicts over :data:`STRUCTURE_KEYS`: the members' mean and standard
         deviation, ddof 1), ``members`` (the same keys, (n_members, n, ...)), ``fitted_moments``
-        (n_members, n, m), ``inverse_loss`` (n_members, n), and per method ``effective_sites``
-        (n_members, n, population) or ``scores`` (n_members, n, k, single point).
+        (n_members, n, m) and ``inverse_loss`` (n_members, n) (not for 'linear', which fits no moments), and per
+        method ``effective_sites`` (n_members, n, population) or ``scores`` (n_members, n, k, single point).
     """
-    from .mixture import PopulationInverse  # here: mixture builds on this module's readout
+    from .mixture import LinearMixtureReadout, PopulationInverse, bootstrap_rows  # here: mixture builds on this module
 
     members = list(members)
     if not members:
@@ -369,12 +377,28 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
     ranges = []
     Y = np.atleast_2d(as_finite_array(Y, "Y", ndim=(1, 2)))
     per_member, fitted, losses, extra = [], [], [], []
-    if method == "population":
-        if X is None or structure is None:
-            raise ValueError("method 'population' needs the training descriptors `X` and their true `structure`")
+    if method in ("population", "linear") and structure is not None:
         missing = [key for key in STRUCTURE_KEYS if key not in structure]
         if missing:
             raise ValueError(f"`structure` lacks {missing}; give the keys of site_structure()")
+    if method == "linear":
+        if site_moments is None or structure is None:
+            raise ValueError("method 'linear' needs the training sites' computed `site_moments` and their true `structure`")
+        site_moments = as_finite_array(site_moments, "site_moments", ndim=2)
+        if site_moments.shape[1] != Y.shape[1]:
+            raise ValueError(f"`site_moments` has {site_moments.shape[1]} moments per site; `Y` has {Y.shape[1]}")
+        # no atom in a slot (inf) is no value to regress on: NaN, which the readout leaves out per column
+        table = {key: np.where(np.isinf(structure[key]), np.nan, np.asarray(structure[key], dtype=float))
+                 for key in STRUCTURE_KEYS}
+        for key, values in table.items():
+            check_matching_rows(site_moments, "site_moments", values, f"structure['{key}']")
+        for rows in bootstrap_rows(len(site_moments), len(members), groups, random_state):
+            per_member.append({key: LinearMixtureReadout().fit(site_moments[rows], values[rows]).predict(Y)
+                               for key, values in table.items()})
+        extra_key = None
+    elif method == "population":
+        if X is None or structure is None:
+            raise ValueError("method 'population' needs the training descriptors `X` and their true `structure`")
         table = {key: np.asarray(structure[key], dtype=float) for key in STRUCTURE_KEYS}
         for emulator in members:
             inverse = PopulationInverse(emulator, prior=prior, residual_variance=residual_variance,
@@ -407,8 +431,9 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         value = {key: np.nanmean(values, axis=0) for key, values in stacked.items()}
         spread = {key: (np.nanstd(values, axis=0, ddof=1) if len(members) > 1 else np.zeros_like(value[key]))
                   for key, values in stacked.items()}
-    out = {"value": value, "spread": spread, "members": stacked, "fitted_moments": np.stack(fitted),
-           "inverse_loss": np.stack(losses), extra_key: np.stack(extra)}
+    out = {"value": value, "spread": spread, "members": stacked}
+    if extra_key is not None:
+        out.update({"fitted_moments": np.stack(fitted), "inverse_loss": np.stack(losses), extra_key: np.stack(extra)})
     if ranges:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # every member infeasible: NaN

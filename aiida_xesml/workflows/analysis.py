@@ -66,7 +66,7 @@ class AnalysisWorkChain(ProtocolMixin, WorkChain):
         spec.input("eca_parameters", valid_type=orm.Dict, default=lambda: orm.Dict(DEFAULT_ECA),
                    help="ECA: n_components (3) and seed (0).")
         spec.input("reconstruction_parameters", valid_type=orm.Dict, default=lambda: orm.Dict({}),
-                   help="Reconstruction: method ('population' or 'single_point'), cutoff_angstrom (2.3), "
+                   help="Reconstruction: method ('population', 'single_point' or 'linear'), cutoff_angstrom (2.3), "
                         "width_angstrom (0.1), moment_orders, prior, n_starts, held_out (True), range_tolerance (0.1; "
                         "None: no CN range).")
         spec.input("target_spectra", valid_type=XesSpectraData, required=False,

@@ -458,3 +458,18 @@ def test_reconstruction_table_reads_a_version_1_node(aiida_profile, capsys):
     assert rows["0"][1:] == ["8", "4.12", "4.00", "1.741", "4.00", "1.740"]
     assert rows["20"][1:] == ["12", "5.87", "6.00", "1.883", "6.00", "1.880"]
     assert not reconstruction_table(node, "held_out_")
+
+
+def test_reconstruct_linear_method_reads_the_mean_six_fold_spectrum(eca, made_data, tmp_path):
+    """--method linear (with --reference-ev): the readout fitted on the training sites' computed moments reads the
+    mean spectrum of the 6-fold sites as 6-fold, ± over bootstrap readouts, and prints no misfit (it fits none)."""
+    six = made_data["labels"] == 20.0
+    path = tmp_path / "six.txt"
+    path.write_text(spectrum_text(made_data["grid"] + REFERENCE_EV, made_data["intensity"][six].mean(axis=0)))
+    result = invoke("reconstruct", path, "--eca", eca.pk, "--reference-ev", REFERENCE_EV, "--method", "linear")
+    assert_ok(result)
+    assert "bootstrap readouts, linear" in result.output and "Inverse misfit" not in result.output
+    cn = float(re.search(r"CN: ([0-9.]+) ± ([0-9.]+)", result.output).group(1))
+    assert cn == pytest.approx(6.0, abs=0.3), result.output
+    assert_fails(invoke("reconstruct", path, "--eca", eca.pk, "--method", "linear"),
+                 "--method linear reads the moments themselves")

@@ -215,3 +215,44 @@ def test_ensemble_reconstruction_gives_values_with_spreads(crystal_sites):
         reconstruct_ensemble(members, targets, method="single_point")
     with pytest.raises(ValueError, match="structure"):
         reconstruct_ensemble(members, targets, X=X, structure={"cn": cn})
+
+
+def test_linear_readout_of_an_ensemble_reads_pure_polymorphs_and_their_mixture(crystal_sites):
+    """Method 'linear' needs no emulator: a ridge readout of the training sites' computed moment integrands, exact
+    for mixtures, with a spread over bootstrap resamples of whole snapshots."""
+    from aiida_xesml.ml.mixture import LinearMixtureReadout, bootstrap_rows
+    from aiida_xesml.ml.moments import spectral_moments
+    from aiida_xesml.ml.reconstruct import reconstruct_ensemble, site_structure
+
+    X, spectra, grid, slot_z, cn = crystal_sites
+    Y = spectral_moments(grid, spectra)
+    structure = site_structure(X, N, slot_z=slot_z)
+    groups = np.repeat(np.arange(16), [len(X) // 16] * 16)  # 16 cells of equal size
+    four, six = np.flatnonzero(cn == 4), np.flatnonzero(cn == 6)
+    mixed = np.concatenate([four[: len(four) // 2], six[: len(six) // 2]])
+    truth = [structure["cn_fractional"][rows].mean() for rows in (four, mixed, six)]
+    shell = [structure["first_shell_mean_angstrom"][rows].mean() for rows in (four, mixed, six)]
+    targets = spectral_moments(grid, np.array([spectra[rows].mean(axis=0) for rows in (four, mixed, six)]))
+    result = reconstruct_ensemble([None] * 4, targets, method="linear", site_moments=Y, structure=structure,
+                                  groups=groups)
+    assert "inverse_loss" not in result and result["members"]["cn_fractional"].shape == (4, 3)
+    np.testing.assert_allclose(result["value"]["cn_fractional"], truth, atol=0.3)
+    np.testing.assert_allclose(result["value"]["first_shell_mean_angstrom"], shell, atol=0.03)
+    assert np.all(np.diff(result["value"]["cn_fractional"]) > 0.5)
+    assert np.all(result["spread"]["cn_fractional"] > 0)  # the resamples differ
+    assert result["value"]["distances_angstrom"].shape == (3, N - 1)
+    # member 0 is the readout fitted on every training site
+    direct = LinearMixtureReadout().fit(Y, structure["cn_fractional"]).predict(targets)
+    np.testing.assert_allclose(result["members"]["cn_fractional"][0], direct, rtol=1e-12)
+    # the bootstrap draws whole snapshots
+    for rows in bootstrap_rows(len(X), 3, groups, random_state=1)[1:]:
+        drawn = groups[rows]
+        assert all(np.sum(drawn == g) % (len(X) // 16) == 0 for g in np.unique(drawn))
+    with pytest.raises(ValueError, match="site_moments"):
+        reconstruct_ensemble([None], targets, method="linear", structure=structure)
+    with pytest.raises(ValueError, match="site_moments"):
+        reconstruct_ensemble([None], targets, method="linear", site_moments=Y[:, :4], structure=structure)
+    with pytest.raises(ValueError, match="groups"):
+        reconstruct_ensemble([None] * 2, targets, method="linear", site_moments=Y, structure=structure, groups=groups[1:])
+    with pytest.raises(ValueError, match="range_tolerance"):
+        reconstruct_ensemble([None], targets, method="linear", site_moments=Y, structure=structure, range_tolerance=0.1)

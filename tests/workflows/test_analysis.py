@@ -307,3 +307,26 @@ def test_reconstruct_weighs_moments_equally_when_no_held_out_r2_is_positive(anal
     # without the data set there is no population to reweight: a clear error, nothing stored
     with pytest.raises(ValueError, match="population.*dataset"):
         reconstruct(unscored, made_data["spectra"], orm.Dict({"n_atoms": 20}))
+
+
+def test_linear_method_reads_the_ensemble_means_with_bootstrap_spreads(analysis, made_data):
+    """Method 'linear' of the reconstruct calcfunction: fitted on the data set's training sites' computed moments,
+    it reads the 4- and 6-fold ensembles (and their held-out snapshots) within issue 12's tolerances."""
+    from aiida_xesml.calculations.reconstruct import read_reconstruction, reconstruct
+
+    results, _ = analysis
+    known = {"dataset": results["dataset"], "emulator": results["emulator"], "split": results["split"]}
+    output = reconstruct(results["eca"], made_data["spectra"], orm.Dict({"method": "linear"}), **known)
+    node = output["reconstruction"]
+    values = read_reconstruction(node)
+    assert "inverse_loss" not in values and "cn_range" not in values  # no moments fitted, no populations bounded
+    for prefix in ("", "held_out_"):
+        np.testing.assert_allclose(node.get_array(f"{prefix}cn"), node.get_array(f"{prefix}true_cn"), atol=0.3)
+        np.testing.assert_allclose(node.get_array(f"{prefix}first_shell_mean_angstrom"),
+                                   node.get_array(f"{prefix}true_first_shell_mean_angstrom"), atol=0.03)
+    assert node.get_array("cn")[1] - node.get_array("cn")[0] > 1.0
+    spread = node.get_array("cn_spread")
+    assert np.all(np.isfinite(spread)) and np.all(spread > 0)  # bootstrap resamples of the training snapshots
+    assert output["summary"]["method"] == "linear" and "bootstrap" in output["summary"]["note"]
+    with pytest.raises(ValueError, match="linear.*dataset"):
+        reconstruct(results["eca"], made_data["spectra"], orm.Dict({"method": "linear"}))
