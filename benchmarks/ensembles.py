@@ -41,17 +41,24 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reconstruction import DATA, N_ATOMS, TrueSiteMoments, combined_set, featurize  # noqa: E402
 
+from aiida_xesml.ml.reconstruct import CN_CUTOFF, CN_WIDTH  # noqa: E402
+
 CRYSTALS = ["crystalline-rattled", "crystalline-holdout"]
 MD_SETS = ["compressed-md", "compressed-md-holdout"]
 
 
-def data_sets() -> dict:
-    """Name -> featurized set: the crystals (training only), the MD sets and every shipped glass pressure part."""
+def data_sets(cutoff: float = CN_CUTOFF, width: float = CN_WIDTH) -> dict:
+    """Name -> featurized set: the crystals (training only), the MD sets and every shipped glass pressure part; the
+    per-site structure with the CN switch at ``cutoff`` ± ``width`` Å."""
+    from aiida_xesml.ml.reconstruct import site_structure
+
     names = CRYSTALS + MD_SETS + sorted(str(p) for p in (DATA / "glass-parts").glob("glass-ladder-md-spectra-p_*.npz"))
     sets = {}
     for name in names:
         short = Path(name).stem.replace("glass-ladder-md-spectra-", "glass ") if name.endswith(".npz") else name
         sets[short] = featurize(combined_set([name]))
+        sets[short]["structure"] = site_structure(sets[short]["X"], N_ATOMS, slot_z=sets[short]["slot_z"], cutoff=cutoff,
+                                                  width=width)
     return sets
 
 
@@ -115,13 +122,17 @@ def main(argv=None) -> int:
                         help="also the emulator-based population inverse (one emulator ensemble per fold: slow)")
     parser.add_argument("--members", type=int, default=5, help="bootstrap readouts / emulators (default 5)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cutoff", type=float, default=CN_CUTOFF,
+                        help=f"CN switch cutoff (Å) for the truth and the training alike (default {CN_CUTOFF})")
+    parser.add_argument("--width", type=float, default=CN_WIDTH, help=f"CN switch half-width (Å; default {CN_WIDTH})")
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
 
     from aiida_xesml.ml.moments import spectral_moments
 
     start = time.perf_counter()
-    sets = data_sets()
+    sets = data_sets(args.cutoff, args.width)
+    print(f"CN: smooth count of O within {args.cutoff} ± {args.width} Å (truth and training alike)")
     ensembles = [(name, label) for name in sets if name not in CRYSTALS for label in np.unique(sets[name]["label"])]
     print("data: " + ", ".join(f"{name} ({len(part['X'])} sites)" for name, part in sets.items()))
     shown = ("linear", "true-moment pop.", "shift-free t.-m. pop.", "emulator pop.")[:3 + args.emulator]
