@@ -116,15 +116,57 @@ def readers(train: dict, targets: np.ndarray, use_emulator: bool, members: int, 
     return out
 
 
+def run_of(name: str) -> str:
+    """The run an ensemble belongs to: its MD set, or the glass (every pressure of the one quench)."""
+    return "glass" if name.startswith("glass") else name
+
+
+def held_out_snapshots(part: dict, fraction: float, seed: int) -> np.ndarray:
+    """Rows of ``fraction`` of every label's snapshots (at least one), drawn at random: the held-out rows."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(part["X"]), dtype=bool)
+    for label in np.unique(part["label"]):
+        snapshots = np.unique(part["groups"][part["label"] == label])
+        chosen = rng.choice(snapshots, max(1, int(round(fraction * len(snapshots)))), replace=False)
+        held |= (part["label"] == label) & np.isin(part["groups"], chosen)
+    return held
+
+
+def folds(sets: dict, protocol: str, fraction: float, seed: int):
+    """(training set, [(name, label, rows of the target)]) per fold of a protocol."""
+    ensembles = [(name, label) for name in sets if name not in CRYSTALS for label in np.unique(sets[name]["label"])]
+    if protocol == "held-out snapshots":  # one fold: every ensemble's held-out snapshots, one training set
+        held = {name: held_out_snapshots(part, fraction, seed) for name, part in sets.items() if name not in CRYSTALS}
+        train = joined([sets[name] for name in CRYSTALS] + [select(sets[name], ~rows) for name, rows in held.items()])
+        yield train, [(name, label, held[name] & (sets[name]["label"] == label)) for name, label in ensembles]
+        return
+    for name, label in ensembles:
+        part = sets[name]
+        mine = part["label"] == label
+        left_out = {name} if protocol == "other pressures" else {other for other in sets if run_of(other) == run_of(name)}
+        parts = [sets[other] for other in sets if other not in left_out]
+        if protocol == "other pressures" and (~mine).any():
+            parts.append(select(part, ~mine))
+        yield joined(parts), [(name, label, mine)]
+
+
+PROTOCOLS = ("other pressures", "other runs", "held-out snapshots")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--emulator", action="store_true",
                         help="also the emulator-based population inverse (one emulator ensemble per fold: slow)")
+    parser.add_argument("--protocol", action="append", choices=PROTOCOLS,
+                        help="training protocol (repeatable; default all three)")
+    parser.add_argument("--holdout-fraction", type=float, default=0.36,
+                        help="'held-out snapshots': the fraction of each ensemble's snapshots held out (default 0.36)")
     parser.add_argument("--members", type=int, default=5, help="bootstrap readouts / emulators (default 5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cutoff", type=float, default=CN_CUTOFF,
                         help=f"CN switch cutoff (Å) for the truth and the training alike (default {CN_CUTOFF})")
     parser.add_argument("--width", type=float, default=CN_WIDTH, help=f"CN switch half-width (Å; default {CN_WIDTH})")
+    parser.add_argument("--figure", type=Path, help="draw the glass ladder's true and read CN and first shell here (PNG)")
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
 
@@ -133,40 +175,35 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     sets = data_sets(args.cutoff, args.width)
     print(f"CN: smooth count of O within {args.cutoff} ± {args.width} Å (truth and training alike)")
-    ensembles = [(name, label) for name in sets if name not in CRYSTALS for label in np.unique(sets[name]["label"])]
     print("data: " + ", ".join(f"{name} ({len(part['X'])} sites)" for name, part in sets.items()))
     shown = ("linear", "true-moment pop.", "shift-free t.-m. pop.", "emulator pop.")[:3 + args.emulator]
-    print(f"\n{'ensemble':>22s} {'protocol':>14s} {'train':>5s} | {'CN true':>7s} "
+    print(f"\n{'ensemble':>22s} {'protocol':>18s} {'train':>5s} | {'CN true':>7s} "
           + " ".join(f"{'CN ' + r:>26s}" for r in shown) + f" | {'r true':>6s} " + " ".join(f"{'r ' + r:>18s}" for r in shown))
+    protocols = args.protocol or list(PROTOCOLS)
     table = []
-    for name, label in ensembles:
-        part = sets[name]
-        mine = part["label"] == label
-        target = spectral_moments(part["energy"], part["intensity"][mine].mean(axis=0)[None])
-        truth = {"cn_fractional": float(part["structure"]["cn_fractional"][mine].mean()),
-                 "first_shell_mean_angstrom": float(np.nanmean(part["structure"]["first_shell_mean_angstrom"][mine]))}
-        for protocol in ("other pressures", "other runs"):
-            # one run: an MD set's labels, or all pressures of the glass (one quench); 'other runs' leaves it all out
-            same_run = {other for other in sets if other == name or (name.startswith("glass") and other.startswith("glass"))}
-            left_out = {name} if protocol == "other pressures" else same_run
-            parts = [sets[other] for other in sets if other not in left_out]
-            if protocol == "other pressures" and (~mine).any():
-                parts.append(select(part, ~mine))
-            train = joined(parts)
-            read = readers(train, target, args.emulator, args.members, args.seed)
-            row = {"ensemble": name, "label": float(label), "protocol": protocol, "n_sites": int(mine.sum()),
-                   "n_train": len(train["X"]), "truth": truth,
-                   "read": {reader: {key: [float(v[0][0]), float(v[1][0])] for key, v in values.items()}
-                            for reader, values in read.items()}}
-            table.append(row)
-            pm = lambda v, spec: f"{v[0]:{spec}} ± {v[1]:{spec}}"  # noqa: E731
-            print(f"{name + ' ' + format(label, 'g'):>22s} {protocol:>14s} {len(train['X']):5d} | {truth['cn_fractional']:7.3f} "
-                  + " ".join(f"{pm(r['cn_fractional'], '.3f'):>26s}" for r in row["read"].values())
-                  + f" | {truth['first_shell_mean_angstrom']:6.3f} "
-                  + " ".join(f"{pm(r['first_shell_mean_angstrom'], '.3f'):>18s}" for r in row["read"].values()))
+    pm = lambda v, spec: f"{v[0]:{spec}} ± {v[1]:{spec}}"  # noqa: E731
+    for protocol in protocols:
+        for train, targets in folds(sets, protocol, args.holdout_fraction, args.seed):
+            moments = np.vstack([spectral_moments(sets[name]["energy"], sets[name]["intensity"][rows].mean(axis=0)[None])
+                                 for name, _, rows in targets])
+            read = readers(train, moments, args.emulator, args.members, args.seed)
+            for i, (name, label, rows) in enumerate(targets):
+                structure = sets[name]["structure"]
+                truth = {"cn_fractional": float(structure["cn_fractional"][rows].mean()),
+                         "first_shell_mean_angstrom": float(np.nanmean(structure["first_shell_mean_angstrom"][rows]))}
+                row = {"ensemble": name, "run": run_of(name), "label": float(label), "protocol": protocol,
+                       "n_sites": int(rows.sum()), "n_train": len(train["X"]), "truth": truth,
+                       "read": {reader: {key: [float(v[0][i]), float(v[1][i])] for key, v in values.items()}
+                                for reader, values in read.items()}}
+                table.append(row)
+                print(f"{name + ' ' + format(label, 'g'):>22s} {protocol:>18s} {len(train['X']):5d} | "
+                      f"{truth['cn_fractional']:7.3f} "
+                      + " ".join(f"{pm(r['cn_fractional'], '.3f'):>26s}" for r in row["read"].values())
+                      + f" | {truth['first_shell_mean_angstrom']:6.3f} "
+                      + " ".join(f"{pm(r['first_shell_mean_angstrom'], '.3f'):>18s}" for r in row["read"].values()))
 
     print()
-    for protocol in ("other pressures", "other runs"):
+    for protocol in protocols:
         rows = [row for row in table if row["protocol"] == protocol]
         cn_true = np.array([row["truth"]["cn_fractional"] for row in rows])
         r_true = np.array([row["truth"]["first_shell_mean_angstrom"] for row in rows])
@@ -174,12 +211,12 @@ def main(argv=None) -> int:
             cn = np.array([row["read"][reader]["cn_fractional"][0] for row in rows])
             r = np.array([row["read"][reader]["first_shell_mean_angstrom"][0] for row in rows])
             rises = []
-            for name in dict.fromkeys(row["ensemble"] for row in rows):
-                series = [i for i, row in enumerate(rows) if row["ensemble"] == name]
+            for run in dict.fromkeys(row["run"] for row in rows):  # a run's labels in order: lowest to highest
+                series = sorted((i for i, row in enumerate(rows) if row["run"] == run), key=lambda i: rows[i]["label"])
                 if len(series) < 2:
                     continue
                 true_rise, read_rise = cn_true[series[-1]] - cn_true[series[0]], cn[series[-1]] - cn[series[0]]
-                rises.append(f"{name} {read_rise:+.2f} for {true_rise:+.2f}"
+                rises.append(f"{run} {read_rise:+.2f} for {true_rise:+.2f}"
                              + ("" if abs(read_rise) >= 0.5 * abs(true_rise) and np.sign(read_rise) == np.sign(true_rise)
                                 else " (less than half)"))
             cn_error, r_error = np.abs(cn - cn_true), np.abs(r - r_true)
@@ -187,9 +224,39 @@ def main(argv=None) -> int:
                   f"worst |Δr| {np.nanmax(r_error):.3f} Å (≤ 0.03: {np.sum(r_error <= 0.03)} of {len(rows)}), "
                   f"r(CN read, true) {np.corrcoef(cn, cn_true)[0, 1]:.2f}; lowest to highest label: {'; '.join(rises)}")
     print(f"whole run {time.perf_counter() - start:.0f} s")
+    if args.figure:
+        glass_figure([row for row in table if row["run"] == "glass"], args.figure)
+        print(f"figure: {args.figure}")
     if args.json:
         args.json.write_text(json.dumps({"rows": table}, indent=2))
     return 0
+
+
+def glass_figure(rows: list[dict], path: Path) -> None:
+    """CN and first shell of the glass ladder against pressure: the truth and every reader, one panel per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(row["protocol"] for row in rows))
+    fig, axes = plt.subplots(2, len(protocols), figsize=(4.2 * len(protocols), 6.4), squeeze=False, sharex=True)
+    for column, protocol in enumerate(protocols):
+        mine = sorted((row for row in rows if row["protocol"] == protocol), key=lambda row: row["label"])
+        pressure = [row["label"] for row in mine]
+        for axis, key, unit in ((axes[0, column], "cn_fractional", "CN"), (axes[1, column], "first_shell_mean_angstrom",
+                                                                           "first-shell Ge–O (Å)")):
+            axis.plot(pressure, [row["truth"][key] for row in mine], "ko-", label="true")
+            for k, reader in enumerate(mine[0]["read"]):
+                axis.errorbar(np.array(pressure) + 0.3 * (k + 1), [row["read"][reader][key][0] for row in mine],
+                              yerr=[row["read"][reader][key][1] for row in mine], fmt="s--", capsize=3, label=reader)
+            axis.set_ylabel(unit)
+        axes[0, column].set_title(protocol)
+        axes[1, column].set_xlabel("target pressure (GPa)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
