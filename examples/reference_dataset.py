@@ -103,6 +103,13 @@ DATASETS = {
         "compression": {"supercell": [1, 1, 2], "seed": 31, "pressures": [15.0, 25.0], "nstep_production": 20,
                         "snapshot_stride": 2},
     },
+    "rutile-md": {
+        "description": "MD snapshots of a rattled 2x2x2 rutile-type cell (48 atoms) compressed by xesml.compression at "
+                       "0 / 20 / 40 GPa and heated to 600 K (6-fold Ge at three densities, thermally disordered)",
+        "compression": {"family": "rutile", "supercell": [2, 2, 2], "seed": 41, "pressures": [0.0, 20.0, 40.0],
+                        "nstep_production": 20, "snapshot_stride": 2, "in_parts": True,
+                        "bulk_modulus_gpa": 250.0},  # rutile-type GeO2, for the first prescale (xesml's default: 40)
+    },
     "glass-ladder": {
         "description": "MD snapshots of a 48-atom melt-quenched GeO2 glass (xesml.amorphous, balanced) compressed by "
                        "xesml.compression at 0 / 10 / 20 / 30 / 40 GPa, 300 K",
@@ -149,11 +156,19 @@ def crystal_cell(family: str, seed: int):
                    "max_strain": strain, "volume_change": volume}
 
 
-def compression_start(settings: dict):
-    """The MD part's starting cell: the ``supercell`` of α-quartz-type GeO2, rattled by 0.02 Å (``seed``)."""
-    from aiida_xesml.ml.structures import quartz_geo2, supercell
+#: The crystal families a compression can start from (``compression.family``; default quartz).
+FAMILY_NAMES = {"quartz": "α-quartz-type", "rutile": "rutile-type"}
 
-    atoms = supercell(quartz_geo2(), tuple(settings["supercell"]))
+
+def compression_start(settings: dict):
+    """The MD part's starting cell: the ``supercell`` of α-quartz-type (or, with ``family`` 'rutile', rutile-type)
+    GeO2, rattled by 0.02 Å (``seed``)."""
+    from aiida_xesml.ml.structures import quartz_geo2, rutile_geo2, supercell
+
+    family = settings.get("family", "quartz")
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"compression `family` must be one of {sorted(FAMILY_NAMES)}; got {family!r}")
+    atoms = supercell(quartz_geo2() if family == "quartz" else rutile_geo2(), tuple(settings["supercell"]))
     atoms.rattle(0.02, seed=settings["seed"])
     return atoms
 
@@ -396,6 +411,13 @@ def glass_stage(name: str, config: dict, codes):
     return node
 
 
+def in_parts(settings: dict) -> bool:
+    """Whether a compression is kept in parts, one archive per finished pressure (the glass ladder, and any with
+    ``in_parts``): a ladder of 48-atom cells is longer than a sitting. The parts go to PART_DIR (named for the glass,
+    the first data set made this way)."""
+    return bool(settings.get("in_parts", settings.get("from_glass", False)))
+
+
 def compression_builder(name: str, config: dict, codes, glass=None):
     """The xesml.compression of a data set; a ladder kept in parts continues from its archived pressures."""
     from aiida import orm
@@ -403,7 +425,7 @@ def compression_builder(name: str, config: dict, codes, glass=None):
     from aiida_xesml.workflows.compression import CompressionWorkChain
 
     settings = config["compression"]
-    pressures = remaining_pressures(name, settings) if settings.get("from_glass") else settings["pressures"]
+    pressures = remaining_pressures(name, settings) if in_parts(settings) else settings["pressures"]
     if settings.get("from_glass"):
         structure = glass.outputs.structure
     else:
@@ -411,8 +433,7 @@ def compression_builder(name: str, config: dict, codes, glass=None):
         structure.label = f"{name}/compression-start"
     overrides = {**COMPRESSION_OVERRIDES, "nstep_production": settings["nstep_production"],
                  "snapshot_stride": settings["snapshot_stride"]}
-    if "temperature_k" in settings:
-        overrides["temperature_k"] = settings["temperature_k"]
+    overrides.update({key: settings[key] for key in ("temperature_k", "bulk_modulus_gpa") if key in settings})
     builder = CompressionWorkChain.get_builder_from_protocol(
         codes["pw"], structure, pressures, protocol="balanced", overrides=overrides, options=TWO_PROCESSES)
     if pressures != settings["pressures"]:
@@ -423,7 +444,7 @@ def compression_builder(name: str, config: dict, codes, glass=None):
 
 def compression_stage(name: str, config: dict, codes, glass=None):
     settings = config["compression"]
-    keeps_parts = bool(settings.get("from_glass"))  # the glass ladder is longer than a sitting
+    keeps_parts = in_parts(settings)  # a 48-atom ladder is longer than a sitting
 
     def build():
         return compression_builder(name, config, codes, glass)
@@ -737,7 +758,8 @@ def labels_of(config: dict) -> dict:
                                    f"compressed at {pressure:g} GPa (PBE), {compression['temperature_k']:g} K")
     for pressure in compression.get("pressures", []) if "glass" not in config else []:
         cell = "x".join(str(n) for n in compression["supercell"])
-        labels[f"{pressure:g}"] = (f"MD snapshot of {cell} α-quartz-type ({len(compression_start(compression))} atoms) "
+        family = FAMILY_NAMES[compression.get("family", "quartz")]
+        labels[f"{pressure:g}"] = (f"MD snapshot of {cell} {family} ({len(compression_start(compression))} atoms) "
                                    f"compressed at {pressure:g} GPa (PBE), {COMPRESSION_OVERRIDES['temperature_k']:g} K")
     return labels
 
@@ -839,7 +861,7 @@ def run(names):
         glass = glass_stage(name, config, codes) if "glass" in config else None
         compression = compression_stage(name, config, codes, glass) if "compression" in config else None
         md = md_spectra_stages(name, compression, codes) if compression is not None else []
-        if config.get("compression", {}).get("from_glass"):  # a ladder kept in parts: the data set is made of them
+        if in_parts(config.get("compression", {})):  # a ladder kept in parts: the data set is made of them
             if compression is not None:
                 export_pressure_parts(name, compression)
             export_stage(name, config, [], None, glass, ladder=ladder_parts(name, config))
