@@ -739,11 +739,24 @@ def ladder_table(ladder: dict) -> dict:
 
 
 def code_version() -> str:
-    """The commit of the code the daemon ran (the COMMIT file of a frozen copy), else the package's path."""
+    """The commit of the code that ran: the COMMIT file of a frozen copy (what the campaign's daemon runs: start the
+    script with the same PYTHONPATH), else the git commit of the package's checkout (with '+uncommitted changes'
+    when its tree differs), else the package's path."""
+    import subprocess
+
     import aiida_xesml
 
-    frozen = Path(aiida_xesml.__file__).resolve().parents[1] / "COMMIT"
-    return frozen.read_text().strip() if frozen.is_file() else str(Path(aiida_xesml.__file__).parent)
+    root = Path(aiida_xesml.__file__).resolve().parents[1]
+    if (root / "COMMIT").is_file():
+        return (root / "COMMIT").read_text().strip()
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "aiida_xesml"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return str(root / "aiida_xesml")
+    return commit + (" +uncommitted changes" if changed else "")
 
 
 def labels_of(config: dict) -> dict:
