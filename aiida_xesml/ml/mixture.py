@@ -137,6 +137,16 @@ def mixture_moments(site_moments, weights=None, residual_variance=None) -> np.nd
     return moments[0] if single else moments
 
 
+def _target_weights(target_weights, m) -> np.ndarray:
+    """(m,) weights of the moment mismatch: all 1 for None, else m values >= 0, not all 0."""
+    if target_weights is None:
+        return np.ones(m)
+    tw = as_finite_array(target_weights, "target_weights", ndim=1)
+    if tw.shape != (m,) or np.any(tw < 0) or not np.any(tw > 0):
+        raise ValueError(f"`target_weights` must hold {m} values >= 0, not all 0; got {tw.tolist()}")
+    return tw
+
+
 def _residual_variance(residual_variance, n_windows):
     if residual_variance is None:
         return np.zeros(n_windows)
@@ -255,13 +265,7 @@ class PopulationInverse:
         if Y.shape[1] != m:
             source = "the emulator predicts" if self.transform is None else "the transform gives"
             raise ValueError(f"`Y` has {Y.shape[1]} targets; {source} {m}")
-        if target_weights is None:
-            root_w = np.ones(m)
-        else:
-            tw = as_finite_array(target_weights, "target_weights", ndim=1)
-            if tw.shape != (m,) or np.any(tw < 0) or not np.any(tw > 0):
-                raise ValueError(f"`target_weights` must hold {m} values >= 0, not all 0; got {tw.tolist()}")
-            root_w = np.sqrt(tw)
+        root_w = np.sqrt(_target_weights(target_weights, m))
         extra = _residual_variance(self.residual_variance, self.site_moments_.shape[1] // 4)
         scale = self.target_scale_
         rng = np.random.default_rng(self.random_state)
@@ -322,9 +326,7 @@ class PopulationInverse:
         if Y.shape[1] * 4 != self.site_moments_.shape[1]:
             raise ValueError(f"`Y` has {Y.shape[1] * 4} targets; the emulator predicts {self.site_moments_.shape[1]}")
         m = self.site_moments_.shape[1]
-        tw = np.ones(m) if target_weights is None else as_finite_array(target_weights, "target_weights", ndim=1)
-        if tw.shape != (m,) or np.any(tw < 0):
-            raise ValueError(f"`target_weights` must hold {m} values >= 0; got {tw.tolist()}")
+        tw = _target_weights(target_weights, m)
         if keys is None:
             keys = [key for key, values in self.structure_.items() if values.ndim == 1 and np.all(np.isfinite(values))]
         for key in keys:
