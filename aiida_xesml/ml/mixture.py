@@ -340,15 +340,19 @@ class PopulationInverse:
         rows = np.isfinite(bound)
         A_ub = np.vstack([self.features_[:, rows].T, -self.features_[:, rows].T])
         ranges = {key: np.full((len(Y), 2), np.nan) for key in keys}
+        def lowest(values, b_ub):
+            """The lowest weighted mean of ``values`` over the matching populations; NaN when none matches."""
+            result = linprog(values, A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, self.n_sites_)), b_eq=[1.0],
+                             bounds=(0, None), method="highs")
+            return result.fun if result.status == 0 else np.nan
+
         for t, target in enumerate(targets):
             b_ub = np.concatenate([target[rows] + bound[rows], bound[rows] - target[rows]])
             for key in keys:
-                for column, sign in ((0, 1.0), (1, -1.0)):
-                    result = linprog(sign * self.structure_[key], A_ub=A_ub, b_ub=b_ub, A_eq=np.ones((1, self.n_sites_)),
-                                     b_eq=[1.0], bounds=(0, None), method="highs")
-                    if result.status != 0:  # infeasible: no population matches within the tolerance
-                        break
-                    ranges[key][t, column] = sign * result.fun
+                low = lowest(self.structure_[key], b_ub)
+                if np.isnan(low):  # no population matches within the tolerance: the same for every key
+                    break
+                ranges[key][t] = low, -lowest(-self.structure_[key], b_ub)
         return ranges
 
     def _first_stage(self, m):
