@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 from ase.data import atomic_numbers
 from sklearn.model_selection import GroupShuffleSplit
+from sklearn.utils import resample
 
 from .descriptors import local_coulomb_matrices
 from .validation import as_finite_array, check_integer
 
-__all__ = ["featurize_snapshots", "join_rows", "SPLIT_KINDS", "split_rows", "stratified_split", "ensemble_mean_spectra",
-           "check_min_per_label"]
+__all__ = ["featurize_snapshots", "join_rows", "SPLIT_KINDS", "split_rows", "bootstrap_rows", "stratified_split",
+           "ensemble_mean_spectra", "check_min_per_label"]
 
 #: Kinds of held-out split of :func:`split_rows`: whole snapshots (the default and the honest one),
 #: whole labels (extrapolation to an unseen pressure), or random sites (optimistic: it leaks).
@@ -110,6 +111,26 @@ def stratified_split(label, test_fraction: float = 0.2, seed: int = 0) -> tuple[
         test.extend(rows[:n_test])
         train.extend(rows[n_test:])
     return np.sort(np.array(train, dtype=int)), np.sort(np.array(test, dtype=int))
+
+
+def bootstrap_rows(groups, n_members: int, seed: int = 0) -> list[np.ndarray]:
+    """Row indices of ``n_members`` training sets: all rows first (member 0), then for member i the rows of
+    ``len(unique groups)`` groups drawn with replacement (scikit-learn's ``resample``, ``random_state`` seed + i).
+
+    :param groups: (n,) group of each row, e.g. its snapshot: the sites of one snapshot are correlated, so they are
+        drawn together.
+    """
+    check_integer(n_members, "n_members", minimum=1)
+    groups = np.asarray(groups)
+    if groups.ndim != 1:
+        raise ValueError(f"`groups` must be a 1-D array, one group per row; got shape {groups.shape}")
+    unique = np.unique(groups)
+    rows_of = {g: np.flatnonzero(groups == g) for g in unique}
+    rows = [np.arange(len(groups))]
+    for i in range(1, n_members):
+        drawn = resample(unique, replace=True, n_samples=len(unique), random_state=seed + i)
+        rows.append(np.concatenate([rows_of[g] for g in drawn]))
+    return rows
 
 
 def split_rows(kind: str = "snapshot", groups=None, label=None, test_fraction: float = 0.2, seed: int = 0,

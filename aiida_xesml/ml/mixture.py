@@ -50,8 +50,7 @@ from .validation import as_finite_array, check_integer, check_matching_rows
 #: above it says "do not trust"; a loss below it does not prove the reading.
 MISFIT_WARNING = 0.5
 
-__all__ = ["MISFIT_WARNING", "mixture_moments", "LinearMixtureReadout", "PopulationInverse", "bootstrap_rows",
-           "score_distribution"]
+__all__ = ["MISFIT_WARNING", "mixture_moments", "LinearMixtureReadout", "PopulationInverse", "score_distribution"]
 
 # Floors for predicted site moments that a regression can push to unphysical values.
 _M0_FLOOR = 1e-6
@@ -444,25 +443,6 @@ class LinearMixtureReadout:
         out = np.column_stack([model.predict(features) if model is not None else np.full(len(target), np.nan)
                                for model in self.models_])
         return out[:, 0] if self._single else out
-
-
-def bootstrap_rows(n_rows: int, n_members: int, groups=None, random_state: int | None = 0) -> list[np.ndarray]:
-    """Row indices of ``n_members`` training sets: all rows first, then resamples of whole groups with replacement.
-
-    :param groups: (n_rows,) group of each row (e.g. its snapshot): sites of one snapshot are correlated, so they are
-        drawn together; None: every row its own group.
-    """
-    check_integer(n_members, "n_members", minimum=1)
-    groups = np.arange(n_rows) if groups is None else np.asarray(groups)
-    if groups.shape != (n_rows,):
-        raise ValueError(f"`groups` must hold one group per row ({n_rows}); got shape {groups.shape}")
-    rng = np.random.default_rng(random_state)
-    unique = np.unique(groups)
-    by_group = {g: np.flatnonzero(groups == g) for g in unique}
-    rows = [np.arange(n_rows)]
-    for _ in range(n_members - 1):
-        rows.append(np.concatenate([by_group[g] for g in rng.choice(unique, size=len(unique), replace=True)]))
-    return rows
 
 
 def score_distribution(eca, X, weights) -> dict:

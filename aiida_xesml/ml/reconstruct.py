@@ -325,7 +325,7 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
                          n_atoms: int | None = None, target_weights=None, residual_variance=None, prior: float = 1e-3,
                          n_starts: int = 4, feature_columns=None, fill=None, analysis_options=None,
                          transform=None, range_tolerance: float | None = None, site_moments=None, groups=None,
-                         random_state: int | None = 0, verbose: bool = False) -> dict:
+                         random_state: int = 0, verbose: bool = False) -> dict:
     """Structure from target moments ``Y`` with every emulator of an ensemble: value ± spread.
 
     :param members: fitted emulators (the ensemble; one member gives a zero spread).
@@ -357,13 +357,15 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
         the lowest and highest value over all members (NaN where no member's population can match).
     :param site_moments: (n_train, m) the training sites' computed moments ('linear'), rows as ``structure``'s.
     :param groups: (n_train,) group of each training site for the bootstrap ('linear'; e.g. the snapshot index).
-    :param random_state: seed of the bootstrap ('linear').
+    :param random_state: seed of the bootstrap ('linear'; :func:`~aiida_xesml.ml.dataset.bootstrap_rows`, the draw of
+        the emulator ensemble's members).
     :returns: ``value`` and ``spread`` (dicts over :data:`STRUCTURE_KEYS`: the members' mean and standard
         deviation, ddof 1), ``members`` (the same keys, (n_members, n, ...)), ``fitted_moments``
         (n_members, n, m) and ``inverse_loss`` (n_members, n) (not for 'linear', which fits no moments), and per
         method ``effective_sites`` (n_members, n, population) or ``scores`` (n_members, n, k, single point).
     """
-    from .mixture import LinearMixtureReadout, PopulationInverse, bootstrap_rows  # here: mixture builds on this module
+    from .dataset import bootstrap_rows
+    from .mixture import LinearMixtureReadout, PopulationInverse  # here: mixture builds on this module's readout
 
     members = list(members)
     if not members:
@@ -392,7 +394,10 @@ def reconstruct_ensemble(members, Y, *, method: str = "population", X=None, stru
                  for key in STRUCTURE_KEYS}
         for key, values in table.items():
             check_matching_rows(site_moments, "site_moments", values, f"structure['{key}']")
-        for rows in bootstrap_rows(len(site_moments), len(members), groups, random_state):
+        groups = np.arange(len(site_moments)) if groups is None else np.asarray(groups)
+        if groups.shape != (len(site_moments),):
+            raise ValueError(f"`groups` must hold one group per training site ({len(site_moments)}); got shape {groups.shape}")
+        for rows in bootstrap_rows(groups, len(members), random_state):
             per_member.append({key: LinearMixtureReadout().fit(site_moments[rows], values[rows]).predict(Y)
                                for key, values in table.items()})
         extra_key = None

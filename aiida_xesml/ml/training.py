@@ -17,9 +17,8 @@ import warnings
 import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import resample
 
-from .dataset import SPLIT_KINDS, split_rows, stratified_split
+from .dataset import SPLIT_KINDS, bootstrap_rows, split_rows, stratified_split
 from .emulator import DEFAULT_ALPHA, MLPEmulator, ensemble_predict, regression_metrics
 from .model_selection import DEFAULT_MAX_ITER, NETWORK_GRID, RIDGE_GRID, check_feature_sets, check_grid, select_models
 from .validation import check_estimator_settings, check_integer, check_known_keys, check_training_rows
@@ -207,11 +206,7 @@ def _bootstrap_members(model, X, Y, groups, columns, n_members: int, seed: int) 
     """``n_members - 1`` refits of ``model`` on bootstrap resamples of the snapshots (whole groups
     drawn with replacement), each with its own seed; ``model`` itself is member 0."""
     members = [model]
-    unique = np.unique(groups)
-    rows_of = {g: np.flatnonzero(groups == g) for g in unique}
-    for i in range(1, n_members):
-        drawn = resample(unique, replace=True, n_samples=len(unique), random_state=seed + i)
-        rows = np.concatenate([rows_of[g] for g in drawn])
+    for i, rows in enumerate(bootstrap_rows(groups, n_members, seed)[1:], start=1):
         member = clone(model)
         if "random_state" in member.get_params():
             member.set_params(random_state=seed + i)

@@ -220,7 +220,8 @@ def test_ensemble_reconstruction_gives_values_with_spreads(crystal_sites):
 def test_linear_readout_of_an_ensemble_reads_pure_polymorphs_and_their_mixture(crystal_sites):
     """Method 'linear' needs no emulator: a ridge readout of the training sites' computed moment integrands, exact
     for mixtures, with a spread over bootstrap resamples of whole snapshots."""
-    from aiida_xesml.ml.mixture import LinearMixtureReadout, bootstrap_rows
+    from aiida_xesml.ml.dataset import bootstrap_rows
+    from aiida_xesml.ml.mixture import LinearMixtureReadout
     from aiida_xesml.ml.moments import spectral_moments
     from aiida_xesml.ml.reconstruct import reconstruct_ensemble, site_structure
 
@@ -245,7 +246,7 @@ def test_linear_readout_of_an_ensemble_reads_pure_polymorphs_and_their_mixture(c
     direct = LinearMixtureReadout().fit(Y, structure["cn_fractional"]).predict(targets)
     np.testing.assert_allclose(result["members"]["cn_fractional"][0], direct, rtol=1e-12)
     # the bootstrap draws whole snapshots
-    for rows in bootstrap_rows(len(X), 3, groups, random_state=1)[1:]:
+    for rows in bootstrap_rows(groups, 3, seed=1)[1:]:
         drawn = groups[rows]
         assert all(np.sum(drawn == g) % (len(X) // 16) == 0 for g in np.unique(drawn))
     with pytest.raises(ValueError, match="site_moments"):
